@@ -1,0 +1,47 @@
+package objstore_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/herd-hpc/herd/functions/objstore"
+	"github.com/herd-hpc/herd/localdev/testenv"
+)
+
+func TestPutGetDeleteOnMinIO(t *testing.T) {
+	ctx := context.Background()
+	c := testenv.S3(t)
+	s, err := objstore.Open(ctx, objstore.Config{Endpoint: c.Endpoint, AccessKey: c.AccessKey, SecretKey: c.SecretKey, Bucket: c.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Repeat("herd ", 1000)
+	if err := s.Put(ctx, "blobs/ab/cd", strings.NewReader(body), int64(len(body)), "application/octet-stream"); err != nil {
+		t.Fatal(err)
+	}
+	rc, size, err := s.Get(ctx, "blobs/ab/cd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if size != int64(len(body)) || string(got) != body {
+		t.Fatalf("read back %d bytes (size %d), want %d", len(got), size, len(body))
+	}
+	if err := s.Delete(ctx, "blobs/ab/cd"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Get(ctx, "blobs/ab/cd"); !errors.Is(err, objstore.ErrNotFound) {
+		t.Fatalf("deleted object: %v", err)
+	}
+	// Opening again finds the bucket made the first time.
+	if _, err := objstore.Open(ctx, objstore.Config{Endpoint: c.Endpoint, AccessKey: c.AccessKey, SecretKey: c.SecretKey, Bucket: c.Bucket}); err != nil {
+		t.Fatal(err)
+	}
+}
