@@ -1,0 +1,168 @@
+// Package server wires herd's functions together from configuration: the
+// store, the auth service and one handler per function. herd-functions
+// serves them all on one port; each Lambda entry point serves one.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/bigkevmcd/go-configparser"
+
+	"github.com/herd-hpc/herd/functions/api"
+	"github.com/herd-hpc/herd/functions/auth"
+	"github.com/herd-hpc/herd/functions/objstore"
+	"github.com/herd-hpc/herd/functions/store"
+)
+
+// Config is the [functions] section of herd.ini.
+type Config struct {
+	Listen      string
+	RedisURL    string
+	RedisPrefix string
+	S3Endpoint  string
+	S3AccessKey string
+	S3SecretKey string
+	S3Bucket    string
+	S3Secure    bool
+	EdgeSecret  string
+	SessionTTL  time.Duration
+}
+
+// Defaults are used for keys the file and environment leave out.
+func Defaults() Config {
+	return Config{
+		Listen: "127.0.0.1:8081", RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "herd",
+		S3Endpoint: "127.0.0.1:9000", S3Bucket: "herd", SessionTTL: 12 * time.Hour,
+	}
+}
+
+// LoadConfig reads the [functions] section of an INI file (path may be
+// empty: defaults only) and then HERD_FUNCTIONS_<KEY> environment variables.
+// Secrets named by *_file keys are read from those files.
+func LoadConfig(path string, getenv func(string) string) (Config, error) {
+	cfg := Defaults()
+	vals := map[string]string{}
+	if path != "" {
+		p, err := configparser.NewConfigParserFromFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("read config %s: %w", path, err)
+		}
+		if !p.HasSection("functions") {
+			return cfg, fmt.Errorf("config %s: no [functions] section", path)
+		}
+		items, err := p.Items("functions")
+		if err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+		for k, v := range items {
+			vals[k] = v
+		}
+	}
+	for _, k := range []string{"listen", "redis_url", "redis_prefix", "s3_endpoint", "s3_access_key", "s3_secret_key",
+		"s3_secret_key_file", "s3_bucket", "s3_secure", "edge_secret", "edge_secret_file", "session_ttl"} {
+		if v := getenv("HERD_FUNCTIONS_" + strings.ToUpper(k)); v != "" {
+			vals[k] = v
+		}
+	}
+	bad := func(k, v, want string) error {
+		return fmt.Errorf("config %s: [functions] %s = %q: %s", path, k, v, want)
+	}
+	for k, v := range vals {
+		switch k {
+		case "listen":
+			cfg.Listen = v
+		case "redis_url":
+			if !strings.HasPrefix(v, "redis://") && !strings.HasPrefix(v, "rediss://") {
+				return cfg, bad(k, v, "want redis://host:port/db")
+			}
+			cfg.RedisURL = v
+		case "redis_prefix":
+			cfg.RedisPrefix = v
+		case "s3_endpoint":
+			cfg.S3Endpoint = v
+		case "s3_access_key":
+			cfg.S3AccessKey = v
+		case "s3_secret_key":
+			cfg.S3SecretKey = v
+		case "s3_bucket":
+			cfg.S3Bucket = v
+		case "s3_secure":
+			cfg.S3Secure = v == "true" || v == "yes" || v == "1"
+		case "edge_secret":
+			cfg.EdgeSecret = v
+		case "session_ttl":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < time.Minute {
+				return cfg, bad(k, v, "want a duration of at least 1m, such as 12h")
+			}
+			cfg.SessionTTL = d
+		case "s3_secret_key_file", "edge_secret_file":
+		default:
+			return cfg, fmt.Errorf("config %s: [functions] has unknown key %q", path, k)
+		}
+	}
+	for key, dst := range map[string]*string{"s3_secret_key_file": &cfg.S3SecretKey, "edge_secret_file": &cfg.EdgeSecret} {
+		if f := vals[key]; f != "" && *dst == "" {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return cfg, fmt.Errorf("config %s: [functions] %s: %w", path, key, err)
+			}
+			*dst = strings.TrimSpace(string(b))
+		}
+	}
+	return cfg, nil
+}
+
+// Functions are the handlers of every herd function over one store.
+type Functions struct {
+	Store   *store.Store
+	Objects *objstore.Store
+	Auth    *auth.Service
+	API     *api.API
+	UI      http.Handler
+}
+
+// UIFactory builds the page function; main passes functions/ui.New. It is
+// injected so the API-only Lambda does not link the pages.
+type UIFactory func(st *store.Store, au *auth.Service, log *slog.Logger) http.Handler
+
+// Open connects to the store and builds every function.
+func Open(ctx context.Context, cfg Config, newUI UIFactory, log *slog.Logger) (*Functions, error) {
+	st, err := store.Open(ctx, store.Config{RedisURL: cfg.RedisURL, Prefix: cfg.RedisPrefix})
+	if err != nil {
+		return nil, err
+	}
+	obj, err := objstore.Open(ctx, objstore.Config{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey,
+		SecretKey: cfg.S3SecretKey, Bucket: cfg.S3Bucket, Secure: cfg.S3Secure})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	au := &auth.Service{Store: st, SessionTTL: cfg.SessionTTL, EdgeSecret: cfg.EdgeSecret, Log: log}
+	f := &Functions{Store: st, Objects: obj, Auth: au, API: api.New(st, au, log)}
+	f.API.Objects = obj
+	if newUI != nil {
+		f.UI = newUI(st, au, log)
+	}
+	return f, nil
+}
+
+// Handler routes /api/v1 to the API and everything else to the pages,
+// as the edge and the Lambda HTTP API do.
+func (f *Functions) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(api.Prefix+"/", f.API)
+	if f.UI != nil {
+		mux.Handle("/", f.UI)
+	}
+	return mux
+}
+
+// Close releases the store.
+func (f *Functions) Close() error { return f.Store.Close() }
