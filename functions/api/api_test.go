@@ -221,7 +221,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"unknown field", "POST", "/nodes", `{"name":"node002","colour":"red"}`, 400, "colour"},
 		{"wrong type", "POST", "/nodes", `{"name":"node002","tags":"x"}`, 400, "tags"},
 		{"bad name", "POST", "/nodes", `{"name":"node 2"}`, 422, "name"},
-		{"bad mac", "POST", "/nodes", `{"name":"node002","interfaces":[{"name":"eth0","mac":"52:54:00:zz"}]}`, 400, ""},
+		{"bad mac", "POST", "/nodes", `{"name":"node002","interfaces":[{"name":"eth0","mac":"52:54:00:zz"}]}`, 422, "interfaces[0].mac"},
 		{"bad address", "POST", "/nodes", `{"name":"node002","interfaces":[{"name":"eth0","address":"10.0.0.300"}]}`, 422, "interfaces[0].address"},
 		{"duplicate name", "POST", "/nodes", `{"name":"node001"}`, 409, "name"},
 		{"duplicate mac", "POST", "/nodes", `{"name":"node002","interfaces":[{"name":"eth0","mac":"52:54:00:00:00:01"}]}`, 409, "interfaces[0].mac"},

@@ -22,7 +22,8 @@ func ParseMAC(s string) (MAC, error) {
 }
 
 // UnmarshalJSON accepts any spelling ParseMAC accepts and stores the
-// canonical form.
+// canonical form. Text that is no MAC is kept as sent, so that Validate
+// reports it with the path of the field it was in.
 func (m *MAC) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
@@ -34,7 +35,8 @@ func (m *MAC) UnmarshalJSON(b []byte) error {
 	}
 	v, err := ParseMAC(s)
 	if err != nil {
-		return err
+		*m = MAC(s)
+		return nil
 	}
 	*m = v
 	return nil

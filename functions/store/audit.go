@@ -121,7 +121,11 @@ func (s *Store) AuditAfter(ctx context.Context, q AuditQuery, after string, wait
 			after = last[0].ID
 		}
 	}
-	streams, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{s.auditKey(), after}, Count: 1000, Block: wait}).Result()
+	block := wait
+	if block <= 0 {
+		block = -1 // Redis reads BLOCK 0 as "forever"; no wait means no BLOCK
+	}
+	streams, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{s.auditKey(), after}, Count: 1000, Block: block}).Result()
 	if errors.Is(err, redis.Nil) {
 		return []model.AuditEvent{}, after, nil
 	}
