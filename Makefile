@@ -56,7 +56,8 @@ dev: frontend-optional
 		-s3-bucket "$$HERD_S3_BUCKET" $(ARGS)
 
 deps:
-	localdev/install-packages redis-server:redis-server chromium:/usr/bin/chromium npm:npm
+	localdev/install-packages redis-server:redis-server chromium:/usr/bin/chromium npm:npm \
+		tftp-hpa:/usr/bin/tftp atftp:/usr/bin/atftp curl:curl ipxe:/usr/lib/ipxe/undionly.kpxe
 	@$(MAKE) --no-print-directory frontend
 
 frontend: $(HTMX)

@@ -1,0 +1,207 @@
+// Package daemon wires the edge's parts together and runs them: the HTTP(S)
+// front door that forwards to functions, and TFTP. herd-edge's main and the
+// all-in-one runner both start the edge through it.
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/herd-hpc/herd/edge/config"
+	"github.com/herd-hpc/herd/edge/proxy"
+	"github.com/herd-hpc/herd/edge/tftp"
+)
+
+// ShutdownGrace is how long requests in flight may take to finish after
+// shutdown begins; streams still open then are cut.
+const ShutdownGrace = 5 * time.Second
+
+// Addrs are the addresses the edge actually listens on.
+type Addrs struct {
+	HTTP net.Addr
+	TFTP net.Addr // nil when TFTP is off
+}
+
+// Edge is one running edge.
+type Edge struct {
+	cfg   config.Edge
+	log   *slog.Logger
+	proxy *proxy.Proxy
+	tftp  *tftp.Server // nil when TFTP is off
+	tls   *tls.Config  // nil for plain HTTP
+
+	httpLn   net.Listener
+	tftpConn *net.UDPConn
+}
+
+// New checks cfg and prepares an Edge; nothing listens yet. Certificate and
+// key are loaded here so a bad pair fails before anything starts.
+func New(cfg config.Edge, log *slog.Logger) (*Edge, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("edge config: %w", err)
+	}
+	e := &Edge{cfg: cfg, log: log}
+	p, err := proxy.New(proxy.Config{Upstream: cfg.FunctionsURL, Secret: string(cfg.Secret)}, log.With("part", "proxy"))
+	if err != nil {
+		return nil, err
+	}
+	e.proxy = p
+	if cfg.TLS() {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("load TLS certificate %s and key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+		}
+		e.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if cfg.TFTP() {
+		s, err := tftp.New(tftp.Config{Root: cfg.TFTPRoot}, log.With("part", "tftp"))
+		if err != nil {
+			return nil, err
+		}
+		e.tftp = s
+	}
+	return e, nil
+}
+
+// Listen binds the HTTP and TFTP sockets and returns their addresses, so a
+// caller that asked for port 0 learns the ports before Run. Calling it is
+// optional: Run listens itself if needed. Call Listen and Run from one
+// goroutine, or start Run after Listen has returned.
+func (e *Edge) Listen(ctx context.Context) (Addrs, error) {
+	if e.httpLn != nil {
+		return e.addrs(), nil
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", e.cfg.Listen)
+	if err != nil {
+		return Addrs{}, fmt.Errorf("listen for HTTP on %s: %w", e.cfg.Listen, err)
+	}
+	if e.tftp != nil {
+		conn, err := tftp.Listen(ctx, e.cfg.TFTPListen)
+		if err != nil {
+			ln.Close()
+			return Addrs{}, err
+		}
+		e.tftpConn = conn
+	}
+	e.httpLn = ln
+	return e.addrs(), nil
+}
+
+func (e *Edge) addrs() Addrs {
+	a := Addrs{HTTP: e.httpLn.Addr()}
+	if e.tftpConn != nil {
+		a.TFTP = e.tftpConn.LocalAddr()
+	}
+	return a
+}
+
+// Handler is the edge's HTTP handler: /edge/... is answered by the edge
+// itself, everything else goes to functions.
+func (e *Edge) Handler() http.Handler {
+	health := e.proxy.Health()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/edge/health":
+			health.ServeHTTP(w, r)
+		case strings.HasPrefix(r.URL.Path, "/edge/"):
+			http.NotFound(w, r)
+		default:
+			e.proxy.ServeHTTP(w, r)
+		}
+	})
+}
+
+// Run serves until ctx ends or a part fails, then shuts everything down.
+// It returns nil after a shutdown asked for by ctx.
+func (e *Edge) Run(ctx context.Context) error {
+	addrs, err := e.Listen(ctx)
+	if err != nil {
+		return err
+	}
+
+	// Requests get a context of their own, cancelled only once the grace
+	// period is over, so streams end then rather than with ctx.
+	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRequests()
+	srv := &http.Server{
+		Handler:           e.Handler(),
+		TLSConfig:         e.tls,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var (
+		wg      sync.WaitGroup
+		errMu   sync.Mutex
+		failure error
+	)
+	fail := func(err error) {
+		errMu.Lock()
+		if failure == nil {
+			failure = err
+		}
+		errMu.Unlock()
+		stop()
+	}
+
+	e.log.Info("edge listening", "http", addrs.HTTP.String(), "tls", e.tls != nil,
+		"functions", e.cfg.FunctionsURL.Redacted())
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var err error
+		if e.tls != nil {
+			err = srv.ServeTLS(e.httpLn, "", "")
+		} else {
+			err = srv.Serve(e.httpLn)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			fail(fmt.Errorf("serve HTTP on %s: %w", addrs.HTTP, err))
+		}
+	}()
+
+	if e.tftp != nil {
+		e.log.Info("TFTP listening", "tftp", addrs.TFTP.String(), "root", e.cfg.TFTPRoot)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := e.tftp.Serve(runCtx, e.tftpConn); err != nil {
+				fail(err)
+			}
+		}()
+	} else {
+		e.log.Info("TFTP off: no tftp_listen configured")
+	}
+
+	if e.cfg.DHCP() {
+		e.log.Warn("DHCP is not available in this build; dhcp_interfaces ignored", "interfaces", e.cfg.DHCPInterfaces)
+	} else {
+		e.log.Info("DHCP off: no interfaces configured")
+	}
+
+	<-runCtx.Done()
+	e.log.Info("edge shutting down")
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		e.log.Warn("requests still open after the grace period; closing them", "grace", ShutdownGrace)
+		cancelRequests()
+		srv.Close()
+	}
+	wg.Wait()
+	e.log.Info("edge stopped")
+	return failure
+}
