@@ -8,9 +8,9 @@ import (
 
 func TestParseMAC(t *testing.T) {
 	for in, want := range map[string]string{
-		"52:54:00:AB:CD:EF": "52:54:00:ab:cd:ef",
-		"52-54-00-ab-cd-ef": "52:54:00:ab:cd:ef",
-		"5254.00ab.cdef":    "52:54:00:ab:cd:ef",
+		"52:54:00:AB:CD:EF":  "52:54:00:ab:cd:ef",
+		"52-54-00-ab-cd-ef":  "52:54:00:ab:cd:ef",
+		"5254.00ab.cdef":     "52:54:00:ab:cd:ef",
 		" 52:54:00:ab:cd:ef": "52:54:00:ab:cd:ef",
 	} {
 		got, err := ParseMAC(in)

@@ -1,0 +1,163 @@
+// Command herd-allinone is `make run`: functions, edge and web page in one
+// process for a laptop or a first look. Without -redis-url it brings its
+// own embedded Redis and S3 servers with their state under -dir, so nothing
+// needs installing; `make dev` points it at real Redis and MinIO instead.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/herd-hpc/herd/edge/config"
+	"github.com/herd-hpc/herd/edge/daemon"
+	"github.com/herd-hpc/herd/functions/server"
+	"github.com/herd-hpc/herd/functions/ui"
+	"github.com/herd-hpc/herd/localdev/embedded"
+)
+
+type options struct {
+	dir, listen, tftpListen, tftpRoot                        string
+	redisURL, s3Endpoint, s3AccessKey, s3SecretKey, s3Bucket string
+	verbose                                                  bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.dir, "dir", ".herd", "state folder of the embedded servers")
+	flag.StringVar(&o.listen, "listen", "127.0.0.1:8080", "HTTP address of the edge (the web page and API)")
+	flag.StringVar(&o.tftpListen, "tftp", "127.0.0.1:6969", "TFTP address; empty turns TFTP off")
+	flag.StringVar(&o.tftpRoot, "tftp-root", "/usr/lib/ipxe", "folder TFTP serves read-only")
+	flag.StringVar(&o.redisURL, "redis-url", "", "use this Redis instead of the embedded one")
+	flag.StringVar(&o.s3Endpoint, "s3-endpoint", "", "use this S3 service (host:port) instead of the embedded one")
+	flag.StringVar(&o.s3AccessKey, "s3-access-key", "", "S3 access key")
+	flag.StringVar(&o.s3SecretKey, "s3-secret-key", "", "S3 secret key")
+	flag.StringVar(&o.s3Bucket, "s3-bucket", "herd", "S3 bucket")
+	flag.BoolVar(&o.verbose, "v", false, "log every part's messages, not only warnings")
+	flag.Parse()
+	level := slog.LevelWarn
+	if o.verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, os.Stdout, log); err != nil {
+		fmt.Fprintln(os.Stderr, "herd-allinone:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) error {
+	cfg := server.Defaults()
+	cfg.S3Bucket = o.s3Bucket
+	if o.redisURL == "" {
+		emb, err := embedded.Start(ctx, o.dir, log)
+		if err != nil {
+			return err
+		}
+		defer emb.Close()
+		cfg.RedisURL = emb.RedisURL()
+		s3 := emb.S3()
+		cfg.S3Endpoint, cfg.S3AccessKey, cfg.S3SecretKey, cfg.S3Bucket = s3.Endpoint, s3.AccessKey, s3.SecretKey, s3.Bucket
+	} else {
+		cfg.RedisURL = o.redisURL
+		cfg.S3Endpoint, cfg.S3AccessKey, cfg.S3SecretKey = o.s3Endpoint, o.s3AccessKey, o.s3SecretKey
+	}
+	// The edge and functions share a secret made fresh for this run.
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	cfg.EdgeSecret = hex.EncodeToString(b)
+
+	fns, err := server.Open(ctx, cfg, ui.NewHandler, log)
+	if err != nil {
+		return err
+	}
+	defer fns.Close()
+	if err := firstAdmin(ctx, fns, o.dir, out); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fsrv := &http.Server{Handler: fns.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	ferr := make(chan error, 1)
+	go func() { ferr <- fsrv.Serve(ln) }()
+	defer func() {
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = fsrv.Shutdown(shut)
+	}()
+
+	ecfg := config.Edge{
+		Listen:       o.listen,
+		FunctionsURL: &url.URL{Scheme: "http", Host: ln.Addr().String()},
+		Secret:       config.Secret(cfg.EdgeSecret),
+		TFTPListen:   o.tftpListen,
+		TFTPRoot:     o.tftpRoot,
+	}
+	edge, err := daemon.New(ecfg, log)
+	if err != nil {
+		return err
+	}
+	addrs, err := edge.Listen(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "herd is running: http://%s/  (API: http://%s/api/v1, CLI: herd login --server http://%s)\n", addrs.HTTP, addrs.HTTP, addrs.HTTP)
+	if addrs.TFTP != nil {
+		fmt.Fprintf(out, "TFTP on %s serving %s; DHCP off (no interface configured)\n", addrs.TFTP, o.tftpRoot)
+	}
+	fmt.Fprintln(out, "Stop with Ctrl-C.")
+	eerr := make(chan error, 1)
+	go func() { eerr <- edge.Run(ctx) }()
+	select {
+	case err := <-eerr:
+		return err
+	case err := <-ferr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("functions: %w", err)
+		}
+		return nil
+	}
+}
+
+// firstAdmin makes the first account on an empty herd and tells the user
+// its password, which is also kept in a 0600 file under dir so a later
+// start can remind them.
+func firstAdmin(ctx context.Context, fns *server.Functions, dir string, out io.Writer) error {
+	file := filepath.Join(dir, "initial-admin-password")
+	user, pw, created, err := fns.Auth.EnsureFirstAdmin(ctx, "localhost")
+	if err != nil {
+		return fmt.Errorf("create first admin: %w", err)
+	}
+	if !created {
+		if b, err := os.ReadFile(file); err == nil {
+			fmt.Fprintf(out, "first admin (unless changed since): %s", b)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(file, []byte(user+" "+pw+"\n"), 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "created the first admin: user %s, password %s (also in %s)\n", user, pw, file)
+	return nil
+}
