@@ -86,11 +86,11 @@ func (a *API) handle(pattern string, h func(w http.ResponseWriter, r *http.Reque
 }
 
 func (a *API) routes() {
-	a.mux.HandleFunc("GET "+Prefix+"/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+	a.handle("GET "+Prefix+"/openapi.json", func(w http.ResponseWriter, r *http.Request, id auth.Identity) error {
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openAPI)
+		_, err := w.Write(openAPI)
+		return err
 	})
-	a.Routes = append(a.Routes, "GET "+Prefix+"/openapi.json")
 	a.mux.HandleFunc("POST "+Prefix+"/login", a.login)
 	a.Routes = append(a.Routes, "POST "+Prefix+"/login")
 	a.handle("POST "+Prefix+"/logout", a.logout)

@@ -114,3 +114,23 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlyLoginAnswersWithoutCredentials walks every route without a token:
+// all but POST /login must answer 401.
+func TestOnlyLoginAnswersWithoutCredentials(t *testing.T) {
+	e := newEnv(t)
+	for _, route := range e.api.Routes {
+		method, path, _ := strings.Cut(route, " ")
+		path = strings.NewReplacer("{name}", "x", "{id}", "x").Replace(strings.TrimPrefix(path, api.Prefix))
+		status, _, _ := e.call(method, path, "", `{}`)
+		if route == "POST "+api.Prefix+"/login" {
+			if status == 200 {
+				t.Errorf("login without a password succeeded")
+			}
+			continue
+		}
+		if status != 401 {
+			t.Errorf("%s without credentials: %d, want 401", route, status)
+		}
+	}
+}
