@@ -4,7 +4,8 @@
 #   make run        herd with embedded Redis and S3, its state in .herd/
 #   make dev        the same against real Redis and MinIO (localdev/up)
 #   make test       vet and test everything against real Redis and MinIO
-#   make bench      benchmarks, BENCHTIME=1s per benchmark
+#   make bench      benchmarks, BENCHTIME=1s per benchmark, then bench-boot
+#   make bench-boot boot storm, herd vs dnsmasq, by herd-sim (root; BOOTBENCH=… flags)
 #   make fuzz       every fuzz target for FUZZTIME=10s
 #   make build      every command into bin/; make lambda: Lambda bundles into out/lambda/
 #   make deps       redis-server, chromium, npm modules, htmx into frontend/static/vendor
@@ -39,7 +40,7 @@ servers := started=; localdev/up --check || { localdev/up; started=1; }; \
 	if [ -n "$$started" ]; then trap 'localdev/down >/dev/null' EXIT; fi; \
 	set -a; . $(ENV); set +a;
 
-.PHONY: help run dev deps frontend frontend-optional generate test bench fuzz build lambda clean
+.PHONY: help run dev deps frontend frontend-optional generate test bench bench-boot fuzz build lambda clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -57,7 +58,8 @@ dev: frontend-optional
 
 deps:
 	localdev/install-packages redis-server:redis-server chromium:/usr/bin/chromium npm:npm \
-		tftp-hpa:/usr/bin/tftp atftp:/usr/bin/atftp curl:curl ipxe:/usr/lib/ipxe/undionly.kpxe
+		tftp-hpa:/usr/bin/tftp atftp:/usr/bin/atftp curl:curl ipxe:/usr/lib/ipxe/undionly.kpxe \
+		busybox:busybox iproute2:ip
 	@$(MAKE) --no-print-directory frontend
 
 frontend: $(HTMX)
@@ -92,6 +94,16 @@ test: deps
 bench:
 	@$(servers) \
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(TESTFLAGS) $(PKGS)
+	@$(MAKE) --no-print-directory bench-boot
+
+# The boot storm of issue 3: herd (built from this tree, on localdev's Redis
+# and MinIO) and Debian's dnsmasq serve the same simulated rack in turn;
+# herd-sim prints both side by side. dnsmasq-base is dnsmasq without the
+# system service, which would take ports 53 and 67 for itself.
+bench-boot:
+	localdev/install-packages dnsmasq-base:dnsmasq ipxe:/usr/lib/ipxe/undionly.kpxe
+	@$(servers) \
+	$(GO) run ./edge/cmd/herd-sim bench $(BOOTBENCH)
 
 fuzz:
 	@$(servers) \

@@ -10,13 +10,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/bigkevmcd/go-configparser"
+
+	"github.com/herd-hpc/herd/edge/dhcp"
 )
 
 const (
@@ -40,6 +44,21 @@ const (
 	KeyTFTPListen     = "tftp_listen"
 	KeyTFTPRoot       = "tftp_root"
 	KeyDHCPInterfaces = "dhcp_interfaces"
+
+	KeyDHCPListen         = "dhcp_listen"
+	KeyDHCPMode           = "dhcp_mode"
+	KeyDHCPSubnet         = "dhcp_subnet"
+	KeyDHCPDiscoveryPool  = "dhcp_discovery_pool"
+	KeyDHCPRouter         = "dhcp_router"
+	KeyDHCPDNS            = "dhcp_dns"
+	KeyDHCPDomain         = "dhcp_domain"
+	KeyDHCPLease          = "dhcp_lease"
+	KeyDHCPDiscoveryLease = "dhcp_discovery_lease"
+	KeyDHCPServerAddress  = "dhcp_server_address"
+	KeyBootURL            = "boot_url"
+	KeyDHCPBIOSFile       = "dhcp_bios_file"
+	KeyDHCPUEFIFile       = "dhcp_uefi_file"
+	KeyDHCPARMFile        = "dhcp_arm_file"
 )
 
 // Keys lists every key of the [edge] section, in file order.
@@ -47,7 +66,36 @@ func Keys() []string {
 	return []string{
 		KeyListen, KeyFunctionsURL, KeySecretFile, KeyTLSCert, KeyTLSKey,
 		KeyTFTPListen, KeyTFTPRoot, KeyDHCPInterfaces,
+		KeyDHCPListen, KeyDHCPMode, KeyDHCPSubnet, KeyDHCPDiscoveryPool, KeyDHCPRouter,
+		KeyDHCPDNS, KeyDHCPDomain, KeyDHCPLease, KeyDHCPDiscoveryLease, KeyDHCPServerAddress,
+		KeyBootURL, KeyDHCPBIOSFile, KeyDHCPUEFIFile, KeyDHCPARMFile,
 	}
+}
+
+// DHCPMode is how the edge takes part in DHCP.
+type DHCPMode string
+
+const (
+	// DHCPServer: the edge is the segment's DHCP server (the default).
+	DHCPServer DHCPMode = "server"
+	// DHCPProxy: the site keeps its DHCP server; the edge answers PXE
+	// clients with boot options only (proxyDHCP).
+	DHCPProxy DHCPMode = "proxy"
+)
+
+// AddrRange is an inclusive range of IPv4 addresses, written start-end.
+type AddrRange struct {
+	Start, End netip.Addr
+}
+
+// IsValid reports whether the range is set.
+func (r AddrRange) IsValid() bool { return r.Start.IsValid() && r.End.IsValid() }
+
+func (r AddrRange) String() string {
+	if !r.IsValid() {
+		return ""
+	}
+	return r.Start.String() + "-" + r.End.String()
 }
 
 // Edge is the edge's configuration.
@@ -70,8 +118,39 @@ type Edge struct {
 	TFTPListen string
 	// TFTPRoot is the directory TFTP serves read-only. It may not exist yet.
 	TFTPRoot string
-	// DHCPInterfaces are the interfaces to answer DHCP on; none: DHCP off.
+	// DHCPInterfaces are the interfaces to answer DHCP on; with neither
+	// these nor DHCPListen, DHCP is off.
 	DHCPInterfaces []string
+	// DHCPListen, host:port, answers DHCP on one socket bound to no
+	// interface instead (tests and the simulator, as a relay agent).
+	DHCPListen string
+	// DHCPMode is server or proxy; empty means server.
+	DHCPMode DHCPMode
+	// DHCPSubnet is the segment's network; required in server mode.
+	DHCPSubnet netip.Prefix
+	// DHCPDiscoveryPool is where unknown MACs (and known nodes without a
+	// reserved address) get leases; required in server mode.
+	DHCPDiscoveryPool AddrRange
+	// DHCPRouter, DHCPDNS and DHCPDomain go to known nodes only.
+	DHCPRouter netip.Addr
+	DHCPDNS    []netip.Addr
+	DHCPDomain string
+	// DHCPLease (known nodes) and DHCPDiscoveryLease (unknown MACs); zero
+	// means edge/dhcp's defaults, 1h and 2m.
+	DHCPLease          time.Duration
+	DHCPDiscoveryLease time.Duration
+	// DHCPServerAddress is the edge's address as nodes reach it (server
+	// identifier and next-server); invalid: each interface's first IPv4
+	// address, or dhcp_listen's host.
+	DHCPServerAddress netip.Addr
+	// BootURL is how nodes reach the edge over HTTP, e.g.
+	// http://10.0.0.1:8080; nil: http://<server address>:<listen port>.
+	BootURL *url.URL
+	// Boot files by architecture, in tftp_root; empty means edge/dhcp's
+	// defaults (undionly.kpxe, snponly.efi, arm64-efi/snponly.efi).
+	DHCPBIOSFile string
+	DHCPUEFIFile string
+	DHCPARMFile  string
 }
 
 // TLS reports whether the HTTP listener serves HTTPS.
@@ -80,8 +159,12 @@ func (e Edge) TLS() bool { return e.TLSCert != "" && e.TLSKey != "" }
 // TFTP reports whether the TFTP server runs.
 func (e Edge) TFTP() bool { return e.TFTPListen != "" }
 
-// DHCP reports whether DHCP is to be answered on any interface.
-func (e Edge) DHCP() bool { return len(e.DHCPInterfaces) > 0 }
+// DHCP reports whether DHCP is answered at all: on interfaces, or on
+// dhcp_listen.
+func (e Edge) DHCP() bool { return len(e.DHCPInterfaces) > 0 || e.DHCPListen != "" }
+
+// DHCPProxy reports whether DHCP runs in proxy mode.
+func (e Edge) DHCPProxy() bool { return e.DHCPMode == DHCPProxy }
 
 // Secret is the shared secret between edge and functions. It prints as
 // "[redacted]" in logs, errors and fmt output; convert it with string() to
@@ -258,7 +341,103 @@ func decode(file string, vals map[string]setting) (Edge, map[string]bool, []erro
 		bad(KeyDHCPInterfaces, err)
 	}
 	cfg.DHCPInterfaces = ifaces
+	decodeDHCP(&cfg, get, bad)
 	return cfg, reported, errs
+}
+
+// decodeDHCP reads the DHCP keys; checks that need several keys are
+// validate's.
+func decodeDHCP(cfg *Edge, get func(string) string, bad func(string, error)) {
+	cfg.DHCPListen = get(KeyDHCPListen)
+	cfg.DHCPDomain = get(KeyDHCPDomain)
+	cfg.DHCPBIOSFile = get(KeyDHCPBIOSFile)
+	cfg.DHCPUEFIFile = get(KeyDHCPUEFIFile)
+	cfg.DHCPARMFile = get(KeyDHCPARMFile)
+	cfg.DHCPMode = DHCPMode(strings.ToLower(get(KeyDHCPMode)))
+	if s := get(KeyDHCPSubnet); s != "" {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || !p.Addr().Is4() {
+			bad(KeyDHCPSubnet, errors.New("want an IPv4 network in CIDR form, e.g. 10.0.0.0/16"))
+		} else {
+			cfg.DHCPSubnet = p
+		}
+	}
+	if s := get(KeyDHCPDiscoveryPool); s != "" {
+		r, err := parseRange(s)
+		if err != nil {
+			bad(KeyDHCPDiscoveryPool, err)
+		}
+		cfg.DHCPDiscoveryPool = r
+	}
+	for _, a := range []struct {
+		key string
+		dst *netip.Addr
+	}{{KeyDHCPRouter, &cfg.DHCPRouter}, {KeyDHCPServerAddress, &cfg.DHCPServerAddress}} {
+		if s := get(a.key); s != "" {
+			v, err := parseIPv4(s)
+			if err != nil {
+				bad(a.key, err)
+			}
+			*a.dst = v
+		}
+	}
+	for _, f := range strings.Split(get(KeyDHCPDNS), ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		v, err := parseIPv4(f)
+		if err != nil {
+			bad(KeyDHCPDNS, fmt.Errorf("%w (separate addresses with commas)", err))
+			cfg.DHCPDNS = nil
+			break
+		}
+		cfg.DHCPDNS = append(cfg.DHCPDNS, v)
+	}
+	for _, d := range []struct {
+		key string
+		dst *time.Duration
+	}{{KeyDHCPLease, &cfg.DHCPLease}, {KeyDHCPDiscoveryLease, &cfg.DHCPDiscoveryLease}} {
+		if s := get(d.key); s != "" {
+			v, err := time.ParseDuration(s)
+			if err != nil {
+				bad(d.key, errors.New("want a duration such as 1h, 90m or 2m"))
+			}
+			*d.dst = v
+		}
+	}
+	if s := get(KeyBootURL); s != "" {
+		u, err := url.Parse(s)
+		if err != nil {
+			bad(KeyBootURL, errors.New("not a URL"))
+		} else {
+			cfg.BootURL = u
+		}
+	}
+}
+
+func parseIPv4(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, fmt.Errorf("%q is not an IPv4 address", s)
+	}
+	return a, nil
+}
+
+// parseRange reads start-end.
+func parseRange(s string) (AddrRange, error) {
+	from, to, ok := strings.Cut(s, "-")
+	if !ok {
+		return AddrRange{}, errors.New("want start-end, e.g. 10.0.200.1-10.0.255.254")
+	}
+	start, err := parseIPv4(strings.TrimSpace(from))
+	if err != nil {
+		return AddrRange{}, err
+	}
+	end, err := parseIPv4(strings.TrimSpace(to))
+	if err != nil {
+		return AddrRange{}, err
+	}
+	return AddrRange{Start: start, End: end}, nil
 }
 
 // loadSecret fills cfg.Secret from HERD_EDGE_SECRET, or else from the
@@ -351,7 +530,144 @@ func validate(file string, e Edge, vals map[string]setting, reported map[string]
 		}
 		seen[name] = true
 	}
+	validateDHCP(e, bad)
 	return errs
+}
+
+// validateDHCP checks the DHCP settings. Values given are always checked;
+// what server mode needs is required only while DHCP is on.
+func validateDHCP(e Edge, bad func(key, value string, err error)) {
+	on := e.DHCP()
+	switch e.DHCPMode {
+	case "", DHCPServer, DHCPProxy:
+	default:
+		bad(KeyDHCPMode, string(e.DHCPMode), errors.New("want server or proxy"))
+	}
+	if e.DHCPListen != "" {
+		if err := checkHostPort(e.DHCPListen); err != nil {
+			bad(KeyDHCPListen, e.DHCPListen, err)
+		} else if host, _, _ := net.SplitHostPort(e.DHCPListen); host != "" {
+			if _, err := parseIPv4(host); err != nil {
+				bad(KeyDHCPListen, e.DHCPListen, errors.New("the host must be an IPv4 address, e.g. 127.0.0.1:6767"))
+			} else if ip := netip.MustParseAddr(host); ip.IsUnspecified() && !e.DHCPServerAddress.IsValid() {
+				bad(KeyDHCPServerAddress, "", fmt.Errorf("required when %s names no host: the address nodes reach the edge at", KeyDHCPListen))
+			}
+		} else if !e.DHCPServerAddress.IsValid() {
+			bad(KeyDHCPServerAddress, "", fmt.Errorf("required when %s names no host: the address nodes reach the edge at", KeyDHCPListen))
+		}
+		if len(e.DHCPInterfaces) > 0 {
+			bad(KeyDHCPListen, e.DHCPListen, fmt.Errorf("set %s or %s, not both", KeyDHCPInterfaces, KeyDHCPListen))
+		}
+	}
+
+	subnet := e.DHCPSubnet
+	if subnet.IsValid() {
+		switch {
+		case !subnet.Addr().Is4():
+			bad(KeyDHCPSubnet, subnet.String(), errors.New("want an IPv4 network"))
+		case subnet != subnet.Masked():
+			bad(KeyDHCPSubnet, subnet.String(), fmt.Errorf("want the network address, %s", subnet.Masked()))
+		case subnet.Bits() < 8 || subnet.Bits() > 30:
+			bad(KeyDHCPSubnet, subnet.String(), errors.New("prefix length must be from 8 to 30"))
+		}
+	} else if on && !e.DHCPProxy() {
+		bad(KeyDHCPSubnet, "", errors.New("required in server mode (e.g. 10.0.0.0/16)"))
+	}
+
+	pool := e.DHCPDiscoveryPool
+	if pool.IsValid() {
+		if err := checkPool(pool, subnet); err != nil {
+			bad(KeyDHCPDiscoveryPool, pool.String(), err)
+		}
+	} else if on && !e.DHCPProxy() {
+		bad(KeyDHCPDiscoveryPool, "", errors.New("required in server mode (start-end, e.g. 10.0.200.1-10.0.255.254)"))
+	}
+
+	if r := e.DHCPRouter; r.IsValid() && subnet.IsValid() && !subnet.Contains(r) {
+		bad(KeyDHCPRouter, r.String(), fmt.Errorf("not in %s %s", KeyDHCPSubnet, subnet))
+	}
+	if d := e.DHCPDomain; d != "" && !isHostName(strings.TrimSuffix(d, ".")) {
+		bad(KeyDHCPDomain, d, errors.New("not a DNS domain name"))
+	}
+	for _, l := range []struct {
+		key string
+		v   time.Duration
+	}{{KeyDHCPLease, e.DHCPLease}, {KeyDHCPDiscoveryLease, e.DHCPDiscoveryLease}} {
+		if l.v != 0 && (l.v < 10*time.Second || l.v > 0xffffffff*time.Second) {
+			bad(l.key, l.v.String(), errors.New("must be from 10s to about 136 years (or empty for the default)"))
+		}
+	}
+	if u := e.BootURL; u != nil {
+		if err := checkFunctionsURL(u); err != nil {
+			bad(KeyBootURL, u.Redacted(), err)
+		} else if n := len(strings.TrimSuffix(u.String(), "/") + "/boot/ipxe"); n > 255 {
+			bad(KeyBootURL, u.Redacted(), fmt.Errorf("too long: its boot script URL must fit DHCP option 67 (255 bytes, got %d)", n))
+		}
+	} else if on {
+		if _, port, err := net.SplitHostPort(e.Listen); err == nil && port == "0" {
+			bad(KeyBootURL, "", fmt.Errorf("required when %s has port 0: nodes must be told the edge's HTTP port", KeyListen))
+		}
+	}
+	for _, f := range []struct{ key, v string }{
+		{KeyDHCPBIOSFile, e.DHCPBIOSFile}, {KeyDHCPUEFIFile, e.DHCPUEFIFile}, {KeyDHCPARMFile, e.DHCPARMFile},
+	} {
+		if err := checkBootFile(f.v); err != nil {
+			bad(f.key, f.v, err)
+		}
+	}
+}
+
+// checkPool wants an IPv4 range inside subnet (when known), not holding
+// the subnet's network or broadcast address.
+func checkPool(r AddrRange, subnet netip.Prefix) error {
+	if r.End.Less(r.Start) {
+		return errors.New("start is after end")
+	}
+	s, e := r.Start.As4(), r.End.As4()
+	size := (uint64(s[0])<<24 | uint64(s[1])<<16 | uint64(s[2])<<8 | uint64(s[3]))
+	size = (uint64(e[0])<<24 | uint64(e[1])<<16 | uint64(e[2])<<8 | uint64(e[3])) - size + 1
+	if size > dhcp.MaxPoolSize {
+		return fmt.Errorf("%d addresses, more than the %d supported", size, dhcp.MaxPoolSize)
+	}
+	if !subnet.IsValid() || !subnet.Addr().Is4() {
+		return nil
+	}
+	if !subnet.Contains(r.Start) || !subnet.Contains(r.End) {
+		return fmt.Errorf("not inside %s %s", KeyDHCPSubnet, subnet)
+	}
+	network := subnet.Masked().Addr()
+	last := network.As4()
+	hostBits := 32 - subnet.Bits()
+	for i := 3; i >= 0 && hostBits > 0; i-- {
+		n := min(hostBits, 8)
+		last[i] |= byte(1<<n - 1)
+		hostBits -= n
+	}
+	if r.Start == network || r.End == netip.AddrFrom4(last) {
+		return fmt.Errorf("must not include the network address %s or the broadcast address %s", network, netip.AddrFrom4(last))
+	}
+	return nil
+}
+
+// checkBootFile accepts a TFTP path that fits the DHCP file field.
+func checkBootFile(s string) error {
+	if s == "" {
+		return nil
+	}
+	if len(s) > 127 {
+		return errors.New("longer than 127 bytes: it must fit the DHCP file field")
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c > '~' {
+			return errors.New("may hold only visible ASCII characters")
+		}
+	}
+	for _, part := range strings.Split(s, "/") {
+		if part == ".." {
+			return errors.New("must not contain '..'")
+		}
+	}
+	return nil
 }
 
 // checkHostPort accepts host:port with a numeric port; the host may be

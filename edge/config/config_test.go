@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // writeConfig writes an INI file and a secret file into a fresh directory.
@@ -86,6 +87,11 @@ func TestLoad(t *testing.T) {
 				"HERD_EDGE_FUNCTIONS_URL":   "https://functions.example:8443/prod",
 				"HERD_EDGE_DHCP_INTERFACES": "eth1, eth2,",
 				"HERD_EDGE_TFTP_LISTEN":     "",
+				// DHCP on in server mode needs its network, pool, and
+				// (with listen port 0) the URL nodes reach the edge at.
+				"HERD_EDGE_DHCP_SUBNET":         "10.0.0.0/16",
+				"HERD_EDGE_DHCP_DISCOVERY_POOL": "10.0.200.1-10.0.255.254",
+				"HERD_EDGE_BOOT_URL":            "http://10.0.0.1:8080",
 			},
 			want: func(t *testing.T, e Edge, _ string) {
 				if e.Listen != "127.0.0.1:0" || e.FunctionsURL.Path != "/prod" || e.TFTP() {
@@ -358,4 +364,162 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("Load accepted a config Validate refuses: %+v", e)
 		}
 	})
+}
+
+// dhcpOn is the environment of an edge answering DHCP in server mode on
+// one interface; cases add to it or blank parts of it.
+func dhcpOn(extra map[string]string) map[string]string {
+	env := map[string]string{
+		"HERD_EDGE_DHCP_INTERFACES":     "eth1",
+		"HERD_EDGE_DHCP_SUBNET":         "10.0.0.0/16",
+		"HERD_EDGE_DHCP_DISCOVERY_POOL": "10.0.200.1-10.0.255.254",
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
+}
+
+func TestLoadDHCP(t *testing.T) {
+	full := `
+dhcp_interfaces = eth1
+dhcp_mode = server
+dhcp_subnet = 10.0.0.0/16
+dhcp_discovery_pool = 10.0.200.1 - 10.0.255.254
+dhcp_router = 10.0.0.254
+dhcp_dns = 10.0.0.53, 10.0.0.54
+dhcp_domain = cluster.example
+dhcp_lease = 90m
+dhcp_discovery_lease = 3m
+dhcp_server_address = 10.0.0.1
+boot_url = http://10.0.0.1:8080
+dhcp_bios_file = undionly.kkpxe
+dhcp_uefi_file = ipxe.efi
+dhcp_arm_file = arm64/snp.efi
+`
+	tests := []struct {
+		name    string
+		ini     string // appended to validEdge (after removing its dhcp_interfaces line)
+		env     map[string]string
+		want    func(t *testing.T, e Edge)
+		wantErr []string
+	}{
+		{
+			name: "every key from the file",
+			ini:  full,
+			want: func(t *testing.T, e Edge) {
+				if !e.DHCP() || e.DHCPProxy() || e.DHCPMode != DHCPServer || e.DHCPSubnet.String() != "10.0.0.0/16" ||
+					e.DHCPDiscoveryPool.String() != "10.0.200.1-10.0.255.254" || e.DHCPRouter.String() != "10.0.0.254" ||
+					len(e.DHCPDNS) != 2 || e.DHCPDNS[1].String() != "10.0.0.54" || e.DHCPDomain != "cluster.example" ||
+					e.DHCPLease != 90*time.Minute || e.DHCPDiscoveryLease != 3*time.Minute ||
+					e.DHCPServerAddress.String() != "10.0.0.1" || e.BootURL.String() != "http://10.0.0.1:8080" ||
+					e.DHCPBIOSFile != "undionly.kkpxe" || e.DHCPUEFIFile != "ipxe.efi" || e.DHCPARMFile != "arm64/snp.efi" {
+					t.Errorf("got %+v", e)
+				}
+			},
+		},
+		{
+			name: "off by default, and then nothing is required",
+			want: func(t *testing.T, e Edge) {
+				if e.DHCP() || e.DHCPSubnet.IsValid() || e.DHCPLease != 0 {
+					t.Errorf("got %+v", e)
+				}
+			},
+		},
+		{
+			name: "dhcp_listen turns DHCP on without interfaces",
+			env:  map[string]string{"HERD_EDGE_DHCP_LISTEN": "127.0.0.1:6767", "HERD_EDGE_DHCP_SUBNET": "10.0.0.0/16", "HERD_EDGE_DHCP_DISCOVERY_POOL": "10.0.1.1-10.0.1.200"},
+			want: func(t *testing.T, e Edge) {
+				if !e.DHCP() || e.DHCPListen != "127.0.0.1:6767" {
+					t.Errorf("got %+v", e)
+				}
+			},
+		},
+		{
+			name: "proxy mode needs no subnet or pool",
+			env:  map[string]string{"HERD_EDGE_DHCP_INTERFACES": "eth1", "HERD_EDGE_DHCP_MODE": "Proxy"},
+			want: func(t *testing.T, e Edge) {
+				if !e.DHCPProxy() {
+					t.Errorf("got %+v", e)
+				}
+			},
+		},
+		{name: "server mode needs subnet and pool", env: map[string]string{"HERD_EDGE_DHCP_INTERFACES": "eth1"},
+			wantErr: []string{"dhcp_subnet: required in server mode", "dhcp_discovery_pool: required in server mode"}},
+		{name: "interfaces and listen together", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_LISTEN": "127.0.0.1:6767"}),
+			wantErr: []string{`dhcp_listen = "127.0.0.1:6767" (from HERD_EDGE_DHCP_LISTEN): set dhcp_interfaces or dhcp_listen, not both`}},
+		{name: "bad mode", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_MODE": "relay"}),
+			wantErr: []string{`dhcp_mode = "relay"`, "want server or proxy"}},
+		{name: "subnet not CIDR", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_SUBNET": "10.0.0.0"}),
+			wantErr: []string{`dhcp_subnet = "10.0.0.0"`, "CIDR"}},
+		{name: "subnet with host bits", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_SUBNET": "10.0.0.1/16"}),
+			wantErr: []string{"dhcp_subnet", "want the network address, 10.0.0.0/16"}},
+		{name: "subnet too small", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_SUBNET": "10.0.0.0/31"}),
+			wantErr: []string{"dhcp_subnet", "from 8 to 30"}},
+		{name: "pool without dash", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_DISCOVERY_POOL": "10.0.200.1"}),
+			wantErr: []string{"dhcp_discovery_pool", "start-end"}},
+		{name: "pool backwards", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_DISCOVERY_POOL": "10.0.2.1-10.0.1.1"}),
+			wantErr: []string{"dhcp_discovery_pool", "start is after end"}},
+		{name: "pool outside subnet", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_DISCOVERY_POOL": "10.1.0.1-10.1.0.9"}),
+			wantErr: []string{"dhcp_discovery_pool", "not inside dhcp_subnet 10.0.0.0/16"}},
+		{name: "pool holding the broadcast address", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_DISCOVERY_POOL": "10.0.255.1-10.0.255.255"}),
+			wantErr: []string{"dhcp_discovery_pool", "broadcast address 10.0.255.255"}},
+		{name: "pool too large", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_SUBNET": "10.0.0.0/8", "HERD_EDGE_DHCP_DISCOVERY_POOL": "10.0.0.1-10.200.0.1"}),
+			wantErr: []string{"dhcp_discovery_pool", "more than the"}},
+		{name: "pool not IPv4", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_DISCOVERY_POOL": "fd00::1-fd00::9"}),
+			wantErr: []string{"dhcp_discovery_pool", "not an IPv4 address"}},
+		{name: "router outside subnet", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_ROUTER": "192.168.0.1"}),
+			wantErr: []string{`dhcp_router = "192.168.0.1"`, "not in dhcp_subnet"}},
+		{name: "dns with spaces", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_DNS": "10.0.0.53 10.0.0.54"}),
+			wantErr: []string{"dhcp_dns", "separate addresses with commas"}},
+		{name: "domain with a space", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_DOMAIN": "my cluster"}),
+			wantErr: []string{"dhcp_domain", "not a DNS domain name"}},
+		{name: "lease not a duration", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_LEASE": "3600"}),
+			wantErr: []string{`dhcp_lease = "3600"`, "want a duration"}},
+		{name: "discovery lease too short", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_DISCOVERY_LEASE": "2s"}),
+			wantErr: []string{"dhcp_discovery_lease", "from 10s"}},
+		{name: "server address not IPv4", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_SERVER_ADDRESS": "edge.example"}),
+			wantErr: []string{"dhcp_server_address", "not an IPv4 address"}},
+		{name: "boot url not http", env: dhcpOn(map[string]string{"HERD_EDGE_BOOT_URL": "tftp://10.0.0.1"}),
+			wantErr: []string{"boot_url", "http:// or https://"}},
+		{name: "boot url needed with listen port 0", env: dhcpOn(map[string]string{"HERD_EDGE_LISTEN": "127.0.0.1:0"}),
+			wantErr: []string{"boot_url: required when listen has port 0"}},
+		{name: "boot file with a space", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_BIOS_FILE": "undi only.kpxe"}),
+			wantErr: []string{"dhcp_bios_file", "visible ASCII"}},
+		{name: "boot file climbing out", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_UEFI_FILE": "../etc/passwd"}),
+			wantErr: []string{"dhcp_uefi_file", "'..'"}},
+		{name: "boot file too long", env: dhcpOn(map[string]string{"HERD_EDGE_DHCP_ARM_FILE": strings.Repeat("a", 128)}),
+			wantErr: []string{"dhcp_arm_file", "127 bytes"}},
+		{name: "listen on a host name", env: map[string]string{"HERD_EDGE_DHCP_LISTEN": "localhost:6767", "HERD_EDGE_DHCP_MODE": "proxy"},
+			wantErr: []string{"dhcp_listen", "IPv4 address"}},
+		{name: "listen on all addresses without a server address", env: map[string]string{"HERD_EDGE_DHCP_LISTEN": ":6767", "HERD_EDGE_DHCP_MODE": "proxy"},
+			wantErr: []string{"dhcp_server_address: required when dhcp_listen names no host"}},
+		{name: "bad values are reported even with DHCP off", env: map[string]string{"HERD_EDGE_DHCP_ROUTER": "x"},
+			wantErr: []string{`dhcp_router = "x"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := strings.Replace(validEdge, "dhcp_interfaces =\n", "", 1) + tt.ini
+			path, _ := writeConfig(t, body)
+			e, err := Load(path, envOf(tt.env))
+			if len(tt.wantErr) > 0 {
+				if err == nil {
+					t.Fatalf("Load succeeded with %+v", e)
+				}
+				for _, w := range tt.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q\n does not contain %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.want(t, e)
+			if err := e.Validate(); err != nil {
+				t.Errorf("Validate of a loaded config: %v", err)
+			}
+		})
+	}
 }

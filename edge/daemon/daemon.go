@@ -1,6 +1,6 @@
 // Package daemon wires the edge's parts together and runs them: the HTTP(S)
-// front door that forwards to functions, and TFTP. herd-edge's main and the
-// all-in-one runner both start the edge through it.
+// front door that forwards to functions, TFTP and DHCP. herd-edge's main and
+// the all-in-one runner both start the edge through it.
 package daemon
 
 import (
@@ -11,11 +11,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/herd-hpc/herd/edge/config"
+	"github.com/herd-hpc/herd/edge/dhcp"
 	"github.com/herd-hpc/herd/edge/proxy"
 	"github.com/herd-hpc/herd/edge/tftp"
 )
@@ -28,6 +30,10 @@ const ShutdownGrace = 5 * time.Second
 type Addrs struct {
 	HTTP net.Addr
 	TFTP net.Addr // nil when TFTP is off
+	// DHCP is the (first) DHCP socket; DHCPProxyPXE the (first) proxyDHCP
+	// boot-server socket, port 4011 on interfaces. Nil when off.
+	DHCP         net.Addr
+	DHCPProxyPXE net.Addr
 }
 
 // Edge is one running edge.
@@ -37,6 +43,10 @@ type Edge struct {
 	proxy *proxy.Proxy
 	tftp  *tftp.Server // nil when TFTP is off
 	tls   *tls.Config  // nil for plain HTTP
+	dhcp  *dhcp.Server // nil when DHCP is off
+	// reservations feeds DHCP the reservation table; nil when DHCP is off
+	// or in proxy mode.
+	reservations *dhcp.Reservations
 
 	httpLn   net.Listener
 	tftpConn *net.UDPConn
@@ -49,7 +59,15 @@ func New(cfg config.Edge, log *slog.Logger) (*Edge, error) {
 		return nil, fmt.Errorf("edge config: %w", err)
 	}
 	e := &Edge{cfg: cfg, log: log}
-	p, err := proxy.New(proxy.Config{Upstream: cfg.FunctionsURL, Secret: string(cfg.Secret)}, log.With("part", "proxy"))
+	pcfg := proxy.Config{Upstream: cfg.FunctionsURL, Secret: string(cfg.Secret)}
+	if cfg.DHCP() {
+		if err := e.newDHCP(); err != nil {
+			return nil, err
+		}
+		// Requests from addresses DHCP knows carry the client's MAC.
+		pcfg.ClientMAC = e.dhcp.MACFor
+	}
+	p, err := proxy.New(pcfg, log.With("part", "proxy"))
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +89,56 @@ func New(cfg config.Edge, log *slog.Logger) (*Edge, error) {
 	return e, nil
 }
 
-// Listen binds the HTTP and TFTP sockets and returns their addresses, so a
+// newDHCP prepares the DHCP server and, in server mode, the reservation
+// table it answers from.
+func (e *Edge) newDHCP() error {
+	cfg, log := e.cfg, e.log.With("part", "dhcp")
+	dc := dhcp.Config{
+		Policy: dhcp.Policy{
+			Subnet:         cfg.DHCPSubnet,
+			Router:         cfg.DHCPRouter,
+			DNS:            cfg.DHCPDNS,
+			Domain:         cfg.DHCPDomain,
+			Lease:          cfg.DHCPLease,
+			DiscoveryLease: cfg.DHCPDiscoveryLease,
+			BIOSFile:       cfg.DHCPBIOSFile,
+			UEFIFile:       cfg.DHCPUEFIFile,
+			ARMFile:        cfg.DHCPARMFile,
+		},
+		PoolStart:  cfg.DHCPDiscoveryPool.Start,
+		PoolEnd:    cfg.DHCPDiscoveryPool.End,
+		Interfaces: cfg.DHCPInterfaces,
+		Listen:     cfg.DHCPListen,
+		ServerAddr: cfg.DHCPServerAddress,
+	}
+	if cfg.BootURL != nil {
+		dc.BootURL = cfg.BootURL.String()
+	} else if _, port, err := net.SplitHostPort(cfg.Listen); err == nil {
+		dc.BootPort, _ = strconv.Atoi(port)
+	}
+	var src dhcp.TableSource
+	if cfg.DHCPProxy() {
+		dc.Policy.Mode = dhcp.ModeProxy
+	} else {
+		r, err := dhcp.NewReservations(dhcp.ReservationsConfig{
+			FunctionsURL: cfg.FunctionsURL,
+			Secret:       string(cfg.Secret),
+			Client:       &http.Client{Transport: proxy.NewTransport()},
+		}, log)
+		if err != nil {
+			return err
+		}
+		e.reservations, src = r, r
+	}
+	s, err := dhcp.New(dc, src, log)
+	if err != nil {
+		return err
+	}
+	e.dhcp = s
+	return nil
+}
+
+// Listen binds the HTTP, TFTP and DHCP sockets and returns their addresses, so a
 // caller that asked for port 0 learns the ports before Run. Calling it is
 // optional: Run listens itself if needed. Call Listen and Run from one
 // goroutine, or start Run after Listen has returned.
@@ -92,6 +159,16 @@ func (e *Edge) Listen(ctx context.Context) (Addrs, error) {
 		}
 		e.tftpConn = conn
 	}
+	if e.dhcp != nil {
+		if err := e.dhcp.Listen(ctx); err != nil {
+			ln.Close()
+			if e.tftpConn != nil {
+				e.tftpConn.Close()
+				e.tftpConn = nil
+			}
+			return Addrs{}, err
+		}
+	}
 	e.httpLn = ln
 	return e.addrs(), nil
 }
@@ -100,6 +177,15 @@ func (e *Edge) addrs() Addrs {
 	a := Addrs{HTTP: e.httpLn.Addr()}
 	if e.tftpConn != nil {
 		a.TFTP = e.tftpConn.LocalAddr()
+	}
+	if e.dhcp != nil {
+		d, p := e.dhcp.Addrs()
+		if len(d) > 0 {
+			a.DHCP = d[0]
+		}
+		if len(p) > 0 {
+			a.DHCPProxyPXE = p[0]
+		}
 	}
 	return a
 }
@@ -186,8 +272,29 @@ func (e *Edge) Run(ctx context.Context) error {
 		e.log.Info("TFTP off: no tftp_listen configured")
 	}
 
-	if e.cfg.DHCP() {
-		e.log.Warn("DHCP is not available in this build; dhcp_interfaces ignored", "interfaces", e.cfg.DHCPInterfaces)
+	if e.dhcp != nil {
+		attrs := []any{"dhcp", addrs.DHCP.String(), "mode", e.dhcp.Mode().String()}
+		if len(e.cfg.DHCPInterfaces) > 0 {
+			attrs = append(attrs, "interfaces", e.cfg.DHCPInterfaces)
+		}
+		if addrs.DHCPProxyPXE != nil {
+			attrs = append(attrs, "pxe", addrs.DHCPProxyPXE.String())
+		}
+		e.log.Info("DHCP listening", attrs...)
+		if e.reservations != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e.reservations.Run(runCtx)
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := e.dhcp.Serve(runCtx); err != nil {
+				fail(err)
+			}
+		}()
 	} else {
 		e.log.Info("DHCP off: no interfaces configured")
 	}
