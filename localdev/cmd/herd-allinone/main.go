@@ -15,10 +15,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,6 +34,7 @@ import (
 type options struct {
 	dir, listen, tftpListen, tftpRoot                        string
 	redisURL, s3Endpoint, s3AccessKey, s3SecretKey, s3Bucket string
+	dhcpListen, dhcpSubnet, dhcpPool                         string
 	verbose                                                  bool
 }
 
@@ -46,6 +49,9 @@ func main() {
 	flag.StringVar(&o.s3AccessKey, "s3-access-key", "", "S3 access key")
 	flag.StringVar(&o.s3SecretKey, "s3-secret-key", "", "S3 secret key")
 	flag.StringVar(&o.s3Bucket, "s3-bucket", "herd", "S3 bucket")
+	flag.StringVar(&o.dhcpListen, "dhcp-listen", "", "answer DHCP (relayed, e.g. from herd-sim) on this address:port; empty: DHCP off")
+	flag.StringVar(&o.dhcpSubnet, "dhcp-subnet", "10.0.0.0/16", "the cluster subnet DHCP serves")
+	flag.StringVar(&o.dhcpPool, "dhcp-pool", "10.0.255.1-10.0.255.250", "discovery pool for unknown MACs")
 	flag.BoolVar(&o.verbose, "v", false, "log every part's messages, not only warnings")
 	flag.Parse()
 	level := slog.LevelWarn
@@ -111,6 +117,11 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) error 
 		TFTPListen:   o.tftpListen,
 		TFTPRoot:     o.tftpRoot,
 	}
+	if o.dhcpListen != "" {
+		if err := dhcpConfig(&ecfg, o); err != nil {
+			return err
+		}
+	}
 	edge, err := daemon.New(ecfg, log)
 	if err != nil {
 		return err
@@ -121,7 +132,10 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) error 
 	}
 	fmt.Fprintf(out, "herd is running: http://%s/  (API: http://%s/api/v1, CLI: herd login --server http://%s)\n", addrs.HTTP, addrs.HTTP, addrs.HTTP)
 	if addrs.TFTP != nil {
-		fmt.Fprintf(out, "TFTP on %s serving %s; DHCP off (no interface configured)\n", addrs.TFTP, o.tftpRoot)
+		fmt.Fprintf(out, "TFTP on %s serving %s\n", addrs.TFTP, o.tftpRoot)
+	}
+	if addrs.DHCP != nil {
+		fmt.Fprintf(out, "DHCP answers relayed requests on %s for %s\n", addrs.DHCP, o.dhcpSubnet)
 	}
 	fmt.Fprintln(out, "Stop with Ctrl-C.")
 	eerr := make(chan error, 1)
@@ -160,4 +174,24 @@ func firstAdmin(ctx context.Context, fns *server.Functions, dir string, out io.W
 	}
 	fmt.Fprintf(out, "created the first admin: user %s, password %s (also in %s)\n", user, pw, file)
 	return nil
+}
+
+// dhcpConfig turns on the edge's DHCP for a simulated rack: relayed
+// requests on a loopback port, boot scripts from the edge's HTTP address.
+func dhcpConfig(c *config.Edge, o options) error {
+	subnet, err := netip.ParsePrefix(o.dhcpSubnet)
+	if err != nil {
+		return fmt.Errorf("-dhcp-subnet: %w", err)
+	}
+	lo, hi, ok := strings.Cut(o.dhcpPool, "-")
+	start, err1 := netip.ParseAddr(lo)
+	end, err2 := netip.ParseAddr(hi)
+	if !ok || err1 != nil || err2 != nil {
+		return fmt.Errorf("-dhcp-pool %q: want start-end, e.g. 10.0.255.1-10.0.255.250", o.dhcpPool)
+	}
+	c.DHCPListen = o.dhcpListen
+	c.DHCPSubnet = subnet.Masked()
+	c.DHCPDiscoveryPool = config.AddrRange{Start: start, End: end}
+	c.BootURL = &url.URL{Scheme: "http", Host: o.listen}
+	return c.Validate()
 }
