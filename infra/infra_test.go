@@ -33,6 +33,7 @@ var systemBinaries = []string{"redis-server", "minio"}
 func routeOwner(p string) string {
 	for _, r := range []struct{ prefix, function string }{
 		{"/api/v1/", "api"},
+		{"/boot/", "boot"},
 	} {
 		if strings.HasPrefix(p, r.prefix) {
 			return r.function

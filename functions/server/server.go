@@ -16,6 +16,7 @@ import (
 
 	"github.com/herd-hpc/herd/functions/api"
 	"github.com/herd-hpc/herd/functions/auth"
+	"github.com/herd-hpc/herd/functions/boot"
 	"github.com/herd-hpc/herd/functions/objstore"
 	"github.com/herd-hpc/herd/functions/store"
 )
@@ -32,6 +33,9 @@ type Config struct {
 	S3Secure    bool
 	EdgeSecret  string
 	SessionTTL  time.Duration
+	// BootURL is how nodes reach herd (the edge) for boot files and the
+	// kernel command line; empty means the host each boot request came to.
+	BootURL string
 }
 
 // Defaults are used for keys the file and environment leave out.
@@ -65,7 +69,7 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 		}
 	}
 	for _, k := range []string{"listen", "redis_url", "redis_prefix", "s3_endpoint", "s3_access_key", "s3_secret_key",
-		"s3_secret_key_file", "s3_bucket", "s3_secure", "edge_secret", "edge_secret_file", "session_ttl"} {
+		"s3_secret_key_file", "s3_bucket", "s3_secure", "edge_secret", "edge_secret_file", "session_ttl", "boot_url"} {
 		if v := getenv("HERD_FUNCTIONS_" + strings.ToUpper(k)); v != "" {
 			vals[k] = v
 		}
@@ -102,6 +106,11 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 				return cfg, bad(k, v, "want a duration of at least 1m, such as 12h")
 			}
 			cfg.SessionTTL = d
+		case "boot_url":
+			if !strings.HasPrefix(v, "http://") && !strings.HasPrefix(v, "https://") {
+				return cfg, bad(k, v, "want the URL nodes reach the edge at, such as http://10.0.0.1:8080")
+			}
+			cfg.BootURL = v
 		case "s3_secret_key_file", "edge_secret_file":
 		default:
 			return cfg, fmt.Errorf("config %s: [functions] has unknown key %q", path, k)
@@ -125,6 +134,7 @@ type Functions struct {
 	Objects *objstore.Store
 	Auth    *auth.Service
 	API     *api.API
+	Boot    *boot.Handler
 	UI      http.Handler
 }
 
@@ -145,7 +155,8 @@ func Open(ctx context.Context, cfg Config, newUI UIFactory, log *slog.Logger) (*
 		return nil, err
 	}
 	au := &auth.Service{Store: st, SessionTTL: cfg.SessionTTL, EdgeSecret: cfg.EdgeSecret, Log: log}
-	f := &Functions{Store: st, Objects: obj, Auth: au, API: api.New(st, au, log)}
+	f := &Functions{Store: st, Objects: obj, Auth: au, API: api.New(st, au, log),
+		Boot: boot.New(st, au, boot.ObjectArtifacts{Objects: obj}, boot.Config{ServerURL: cfg.BootURL}, log)}
 	f.API.Objects = obj
 	if newUI != nil {
 		f.UI = newUI(st, au, log)
@@ -153,11 +164,12 @@ func Open(ctx context.Context, cfg Config, newUI UIFactory, log *slog.Logger) (*
 	return f, nil
 }
 
-// Handler routes /api/v1 to the API and everything else to the pages,
-// as the edge and the Lambda HTTP API do.
+// Handler routes /api/v1 to the API, /boot/ to the boot function and
+// everything else to the pages, as the edge and the Lambda HTTP API do.
 func (f *Functions) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(api.Prefix+"/", f.API)
+	mux.Handle(boot.Prefix, f.Boot)
 	if f.UI != nil {
 		mux.Handle("/", f.UI)
 	}
