@@ -94,26 +94,38 @@ func (s *Store) OpenBootSession(ctx context.Context, sess model.BootSession, tok
 	first.Time = now
 	key := s.bootSessionKey(sess.ID)
 	score := float64(now.UnixMilli())
-	_, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.HSet(ctx, key, sessionFields(sess))
-		pipe.ExpireAt(ctx, key, sess.Expires)
-		if tokenHash != "" {
-			pipe.Set(ctx, s.bootTokenKey(tokenHash), sess.ID, tokenTTL)
+	err := s.txn(ctx, []string{s.nodeKey(sess.Node)}, func(tx *redis.Tx) (func(redis.Pipeliner) error, error) {
+		node, err := s.nodeForState(ctx, tx, sess.Node)
+		if err != nil {
+			return nil, err
 		}
-		s.addBootEvent(ctx, pipe, sess.ID, first, sess.Expires)
-		nodeKey := s.bootNodeKey(sess.Node)
-		pipe.ZAdd(ctx, nodeKey, redis.Z{Score: score, Member: sess.ID})
-		pipe.ZRemRangeByRank(ctx, nodeKey, 0, -RecentBootsPerNode-1)
-		pipe.ExpireAt(ctx, nodeKey, sess.Expires)
-		pipe.ZAdd(ctx, s.bootRecentKey(), redis.Z{Score: score, Member: sess.ID})
-		pipe.ZRemRangeByRank(ctx, s.bootRecentKey(), 0, -RecentBoots-1)
-		s.dropDiscovered(ctx, pipe, sess.MAC)
-		return nil
+		return func(pipe redis.Pipeliner) error {
+			s.openSession(ctx, pipe, sess, key, tokenHash, tokenTTL, first, score)
+			s.setNodeState(ctx, pipe, node, nodeStateFor(sess.State))
+			return nil
+		}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("open boot session for %s: %w", sess.Node, err)
 	}
 	return nil
+}
+
+// openSession queues the writes of OpenBootSession.
+func (s *Store) openSession(ctx context.Context, pipe redis.Pipeliner, sess model.BootSession, key, tokenHash string, tokenTTL time.Duration, first model.BootEvent, score float64) {
+	pipe.HSet(ctx, key, sessionFields(sess))
+	pipe.ExpireAt(ctx, key, sess.Expires)
+	if tokenHash != "" {
+		pipe.Set(ctx, s.bootTokenKey(tokenHash), sess.ID, tokenTTL)
+	}
+	s.addBootEvent(ctx, pipe, sess.ID, first, sess.Expires)
+	nodeKey := s.bootNodeKey(sess.Node)
+	pipe.ZAdd(ctx, nodeKey, redis.Z{Score: score, Member: sess.ID})
+	pipe.ZRemRangeByRank(ctx, nodeKey, 0, -RecentBootsPerNode-1)
+	pipe.ExpireAt(ctx, nodeKey, sess.Expires)
+	pipe.ZAdd(ctx, s.bootRecentKey(), redis.Z{Score: score, Member: sess.ID})
+	pipe.ZRemRangeByRank(ctx, s.bootRecentKey(), 0, -RecentBoots-1)
+	s.dropDiscovered(ctx, pipe, sess.MAC)
 }
 
 // ResumeBootSession replaces a waiting session with next (same id), as
@@ -202,6 +214,10 @@ func (s *Store) AddBootEvent(ctx context.Context, id string, ev model.BootEvent)
 			return nil, notFound("boot session", id)
 		}
 		sess = sessionFromHash(h)
+		node, err := s.nodeForState(ctx, tx, sess.Node)
+		if err != nil {
+			return nil, err
+		}
 		now := s.now()
 		ev.Time = now
 		sess.State = model.NextBootState(sess.State, ev)
@@ -218,6 +234,7 @@ func (s *Store) AddBootEvent(ctx context.Context, id string, ev model.BootEvent)
 			pipe.HSet(ctx, key, "state", string(sess.State), "step", sess.Step, "reason", sess.Reason,
 				"updated", now.Format(time.RFC3339Nano))
 			added = s.addBootEvent(ctx, pipe, id, ev, sess.Expires)
+			s.setNodeState(ctx, pipe, node, nodeStateFor(sess.State))
 			return nil
 		}, nil
 	})
@@ -325,4 +342,44 @@ func (s *Store) BootSessions(ctx context.Context, node string, limit int) ([]mod
 		_ = s.rdb.ZRem(ctx, key, gone...).Err()
 	}
 	return out, nil
+}
+
+// nodeStateFor is the node state a boot session's state implies; "" leaves
+// the node as it is (a node told to wait has not started provisioning).
+func nodeStateFor(b model.BootState) model.NodeState {
+	switch b {
+	case model.BootScriptSent, model.BootRunning:
+		return model.StateProvisioning
+	case model.BootDone:
+		return model.StateUp
+	case model.BootFailed:
+		return model.StateError
+	}
+	return ""
+}
+
+// nodeForState watches and reads the node a boot session belongs to, so
+// its state can move with the session in the same transaction. A node
+// deleted meanwhile gives nil: the session goes on, no node is touched.
+func (s *Store) nodeForState(ctx context.Context, tx *redis.Tx, name string) (*model.Node, error) {
+	if err := tx.Watch(ctx, s.nodeKey(name)).Err(); err != nil {
+		return nil, err
+	}
+	n, ok, err := getJSON[model.Node](ctx, tx, s.nodeKey(name))
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// setNodeState queues the write of a node's new state. State is what herd
+// observed, not what an admin set: it neither bumps the revision (the ETag
+// guards admin edits) nor writes an audit event; the boot session records
+// why it changed.
+func (s *Store) setNodeState(ctx context.Context, pipe redis.Pipeliner, n *model.Node, state model.NodeState) {
+	if n == nil || state == "" || n.State == state {
+		return
+	}
+	n.State = state
+	pipe.Set(ctx, s.nodeKey(n.Name), mustJSON(*n), 0)
 }

@@ -119,3 +119,63 @@ func TestBootEventsFollowAndCap(t *testing.T) {
 		t.Fatal("an event created a session")
 	}
 }
+
+// TestNodeStateFollowsItsBoot checks the node's state moves with its boot
+// session: provisioning when the script goes out, up when bootenv is done,
+// error when a step fails; without a revision bump or audit event.
+func TestNodeStateFollowsItsBoot(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	if _, err := s.CreateNode(ctx, Actor{User: "t"}, model.Node{Name: "node007"}); err != nil {
+		t.Fatal(err)
+	}
+	audit := func() int {
+		p, err := s.Audit(ctx, AuditQuery{Ref: "node007"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(p.Items)
+	}
+	before := audit()
+	check := func(want model.NodeState) {
+		t.Helper()
+		n, err := s.GetNode(ctx, "node007")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.State != want || n.Revision != 1 {
+			t.Errorf("state %q revision %d, want %q and 1", n.State, n.Revision, want)
+		}
+	}
+	check(model.StateNew)
+	sess := testSession(1, "node007", time.Now().Add(time.Hour))
+	if err := s.OpenBootSession(ctx, sess, "", 0, model.BootEvent{Step: "ipxe", State: model.EventOK}); err != nil {
+		t.Fatal(err)
+	}
+	check(model.StateProvisioning)
+	if _, _, err := s.AddBootEvent(ctx, sess.ID, model.BootEvent{Step: model.StepDone, State: model.EventOK}); err != nil {
+		t.Fatal(err)
+	}
+	check(model.StateUp)
+	sess = testSession(2, "node007", time.Now().Add(time.Hour))
+	if err := s.OpenBootSession(ctx, sess, "", 0, model.BootEvent{Step: "ipxe", State: model.EventOK}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.AddBootEvent(ctx, sess.ID, model.BootEvent{Step: "disks", State: model.EventFail, Message: "disk0 not found"}); err != nil {
+		t.Fatal(err)
+	}
+	check(model.StateError)
+	if audit() != before {
+		t.Error("state changes wrote audit events")
+	}
+	// A session whose node is gone goes on without touching anything.
+	if err := s.DeleteNode(ctx, Actor{User: "t"}, "node007", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.AddBootEvent(ctx, sess.ID, model.BootEvent{Step: "disks", State: model.EventInfo}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetNode(ctx, "node007"); !IsKind(err, KindNotFound) {
+		t.Errorf("deleted node came back: %v", err)
+	}
+}
