@@ -43,7 +43,7 @@ func main() {
 	flag.StringVar(&o.dir, "dir", ".herd", "state folder of the embedded servers")
 	flag.StringVar(&o.listen, "listen", "127.0.0.1:8080", "HTTP address of the edge (the web page and API)")
 	flag.StringVar(&o.tftpListen, "tftp", "127.0.0.1:6969", "TFTP address; empty turns TFTP off")
-	flag.StringVar(&o.tftpRoot, "tftp-root", "/usr/lib/ipxe", "folder TFTP serves read-only")
+	flag.StringVar(&o.tftpRoot, "tftp-root", "", "folder TFTP serves read-only (default: DIR/tftp, filled with Debian's iPXE binaries)")
 	flag.StringVar(&o.redisURL, "redis-url", "", "use this Redis instead of the embedded one")
 	flag.StringVar(&o.s3Endpoint, "s3-endpoint", "", "use this S3 service (host:port) instead of the embedded one")
 	flag.StringVar(&o.s3AccessKey, "s3-access-key", "", "S3 access key")
@@ -110,6 +110,12 @@ func run(ctx context.Context, o options, out io.Writer, log *slog.Logger) error 
 		_ = fsrv.Shutdown(shut)
 	}()
 
+	if o.tftpRoot == "" {
+		o.tftpRoot = filepath.Join(o.dir, "tftp")
+		if err := stageIPXE("/usr/lib/ipxe", o.tftpRoot); err != nil {
+			return err
+		}
+	}
 	ecfg := config.Edge{
 		Listen:       o.listen,
 		FunctionsURL: &url.URL{Scheme: "http", Host: ln.Addr().String()},
@@ -194,4 +200,29 @@ func dhcpConfig(c *config.Edge, o options) error {
 	c.DHCPDiscoveryPool = config.AddrRange{Start: start, End: end}
 	c.BootURL = &url.URL{Scheme: "http", Host: o.listen}
 	return c.Validate()
+}
+
+// stageIPXE copies Debian's iPXE binaries into the TFTP root. Some of
+// them are symlinks into /boot, which TFTP rightly refuses to follow out of
+// its root; copies are served like any file. Missing files are skipped:
+// without the ipxe package TFTP simply has nothing to serve yet.
+func stageIPXE(from, to string) error {
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		return err
+	}
+	// The iPXE binaries DHCP hands out by client architecture.
+	for _, name := range []string{"undionly.kpxe", "undionly.kkpxe", "snponly.efi", "ipxe.efi"} {
+		b, err := os.ReadFile(filepath.Join(from, name))
+		if err != nil {
+			continue
+		}
+		tmp := filepath.Join(to, "."+name+".tmp")
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, filepath.Join(to, name)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
