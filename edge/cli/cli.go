@@ -1,6 +1,7 @@
 // Package cli is the herd admin command line: a thin client of the REST API
 // through functions/client. Each noun has its own file (node.go, group.go,
-// device.go, connect.go, audit.go, login.go, user.go, token.go); this file
+// device.go, connect.go, boot.go, audit.go, login.go, user.go, token.go;
+// discovered.go holds the node verbs about unassigned machines); this file
 // holds the command tree and the dispatcher, output.go the tables, errors
 // and progress shared by all of them.
 //
@@ -101,7 +102,7 @@ func (a *app) root() *command {
 		subs: []*command{
 			a.loginCommand(), a.logoutCommand(), a.whoamiCommand(),
 			a.nodeCommand(), a.groupCommand(), a.deviceCommand(), a.connectCommand(),
-			a.auditCommand(), a.userCommand(), a.tokenCommand(),
+			a.bootCommand(), a.auditCommand(), a.userCommand(), a.tokenCommand(),
 			a.helpCommand(),
 		},
 	}

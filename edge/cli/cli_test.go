@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -17,14 +18,15 @@ import (
 
 	"github.com/herd-hpc/herd/functions/api"
 	"github.com/herd-hpc/herd/functions/auth"
+	"github.com/herd-hpc/herd/functions/boot"
 	"github.com/herd-hpc/herd/functions/client"
 	"github.com/herd-hpc/herd/functions/model"
 	"github.com/herd-hpc/herd/functions/store"
 	"github.com/herd-hpc/herd/localdev/testenv"
 )
 
-// herd is a real API on real Redis, served by httptest, and a credentials
-// file for the CLI runs against it.
+// herd is a real API and boot function on real Redis, served by httptest,
+// and a credentials file for the CLI runs against it.
 type herd struct {
 	t        *testing.T
 	url      string
@@ -46,7 +48,12 @@ func newHerd(t *testing.T) *herd {
 	if err != nil || !created || user != "admin" {
 		t.Fatalf("first admin: %q created=%v: %v", user, created, err)
 	}
-	srv := httptest.NewServer(api.New(st, au, log))
+	// The API beside the boot function, as herd-functions serves them:
+	// machines boot through the one and admins look through the other.
+	mux := http.NewServeMux()
+	mux.Handle(api.Prefix+"/", api.New(st, au, log))
+	mux.Handle(boot.Prefix, boot.New(st, au, completeArtifacts{}, boot.Config{}, log))
+	srv := httptest.NewServer(mux)
 	// Cleanups run last first: closing the store ends a long poll still
 	// blocked in Redis, so the server can close without waiting it out.
 	t.Cleanup(srv.Close)
@@ -584,6 +591,6 @@ func TestHelp(t *testing.T) {
 	h.failed(h.run("node", "show"), 2, "node show: missing arguments: want RANGE")
 	h.failed(h.run("node", "show", "a", "b"), 2, "too many arguments")
 	h.failed(h.run("help", "frobnicate"), 2, `unknown command "frobnicate"`)
-	h.failed(h.run("node"), 2, "node: missing command (one of list, show, add, set, delete)")
+	h.failed(h.run("node"), 2, "node: missing command (one of list, show, add, set, delete, unassigned, assign, forget)")
 	h.failed(h.run(), 2, "no command given")
 }

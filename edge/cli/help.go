@@ -119,6 +119,11 @@ Commands:
 Node ranges name many nodes at once: node[001-128], rack[1-2]n[01-04],
 @gpu (a group), node[01-10],-node05 (exclusions apply left to right).
 
+New machines: one that boots from the network with a MAC no node has is
+listed by 'herd node unassigned'; 'herd node assign MAC NODE' makes it
+that node (--create to add the node too), and 'herd boot watch NODE'
+follows its boot.
+
 Environment:
   HERD_SERVER   herd API URL (the --server flag wins; default: the server
                 logged in to, else %s)

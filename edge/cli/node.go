@@ -17,10 +17,12 @@ import (
 
 func (a *app) nodeCommand() *command {
 	return &command{
-		name: "node", summary: "list, show, add, change and delete nodes",
+		name: "node", summary: "list, show, add, change and delete nodes; assign new machines",
 		help: `Manages nodes. Commands that take a RANGE accept a single name, a node
 range such as node[001-128] or rack[1-2]n[01-04], groups (@gpu) and
-exclusions (node[01-10],-node05).`,
+exclusions (node[01-10],-node05). New machines that boot from the network
+before they are nodes are listed by 'herd node unassigned' and become
+nodes with 'herd node assign'.`,
 		subs: []*command{
 			{
 				name: "list", aliases: []string{"ls"}, args: "[RANGE]", maxArgs: 1,
@@ -80,6 +82,7 @@ terminal; elsewhere (scripts, pipes) it needs --yes.`,
 					}
 				},
 			},
+			a.nodeUnassignedCommand(), a.nodeAssignCommand(), a.nodeForgetCommand(),
 		},
 	}
 }

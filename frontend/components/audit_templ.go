@@ -284,11 +284,11 @@ func AuditPage(p Page, v AuditView) templ.Component {
 // auditKinds are the kinds offered in the filter, keeping an unknown one
 // the user asked for.
 func auditKinds(current string) []string {
-	return withCurrent([]string{"node", "group", "device", "connection", "user", "token", "session"}, current)
+	return withCurrent([]string{"node", "group", "device", "connection", "discovery", "user", "token", "session"}, current)
 }
 
 func auditMethods(current string) []string {
-	return withCurrent([]string{"create", "update", "delete", "login", "password"}, current)
+	return withCurrent([]string{"create", "update", "delete", "assign", "login", "password"}, current)
 }
 
 func withCurrent(list []string, current string) []string {

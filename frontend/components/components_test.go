@@ -139,3 +139,51 @@ func TestAuditRows(t *testing.T) {
 	}
 	golden(t, "audit_rows", AuditRows(events, "/audit?kind=node"))
 }
+
+func TestDiscoveredTable(t *testing.T) {
+	v := DiscoveredView{
+		Machines: []model.Discovered{
+			{MAC: "52:54:00:00:01:02", FirstSeen: day(14), LastSeen: day(15).Add(-12 * time.Second), Count: 121, Arch: "x86_64", Platform: "efi",
+				ClientAddr: "10.9.0.12", VendorClass: "PXEClient:Arch:00007", Manufacturer: "Dell Inc.", Product: "PowerEdge R650",
+				Serial: "7XK2Q53", UUID: "4c4c4544-0058-4b10-8032-b7c04f513533"},
+			{MAC: "52:54:00:00:01:01", FirstSeen: day(13), LastSeen: day(13), Count: 1},
+		},
+		Total: 2, Evicted: 3, Now: day(15),
+		Candidates: []string{"node007", "node008"}, Groups: []string{"compute", "gpu"},
+		Form: AssignForm{MAC: "52:54:00:00:01:01", Create: true, Node: "node 9", Group: "gpu",
+			Form: Form{Errors: map[string]string{"node": `"node 9" is not a valid name`}}},
+	}
+	golden(t, "discovered_table", DiscoveredTable(v, true))
+	golden(t, "discovered_table_readonly", DiscoveredTable(v, false))
+}
+
+func TestBootSessions(t *testing.T) {
+	started := day(15)
+	running := model.BootSession{ID: "0123456789abcdef0123456789abcdef", Node: "node001", MAC: "52:54:00:00:00:01", Arch: "x86_64",
+		Platform: "efi", Image: "rocky-9.4", Branch: "live", State: model.BootRunning, Step: "image", Started: started,
+		Updated: started.Add(3 * time.Second), Expires: started.Add(24 * time.Hour)}
+	failed := model.BootSession{ID: "fedcba9876543210fedcba9876543210", Node: "node001", MAC: "52:54:00:00:00:01", Arch: "x86_64",
+		Platform: "pcbios", State: model.BootFailed, Step: "disks", Reason: "disks: /dev/sdb is missing",
+		Started: started.Add(-time.Hour), Updated: started.Add(-time.Hour + 95*time.Second)}
+	events := []model.BootEvent{
+		{ID: "1-0", Time: started, Step: "ipxe", State: model.EventOK, Message: "boot script sent", Extras: map[string]string{"platform": "efi", "arch": "x86_64"}},
+		{ID: "2-0", Time: started.Add(1200 * time.Millisecond), Step: "plan", State: model.EventOK, DurationMS: 1150},
+		{ID: "3-0", Time: started.Add(1300 * time.Millisecond), Step: "image", State: model.EventStart, Message: "rocky-9.4@live"},
+	}
+	now := started.Add(4 * time.Second)
+	golden(t, "boot_sessions_live", BootSessions(BootPanel{Node: "node001", Sessions: []model.BootSession{running, failed}, Events: events, Now: now, Live: true}))
+	golden(t, "boot_sessions_none", BootSessions(BootPanel{Node: "node001", Now: now, Live: true}))
+	golden(t, "boot_timeline_failed", BootTimelineCard(BootSessionView{Session: failed, Now: now, Live: true,
+		Events: []model.BootEvent{{ID: "1-0", Time: failed.Started.Add(95 * time.Second), Step: "disks", State: model.EventFail, Message: "/dev/sdb is missing"}}}))
+}
+
+func TestDurationText(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "", 340 * time.Millisecond: "340ms", 4240 * time.Millisecond: "4.2s", 45 * time.Second: "45s",
+		125 * time.Second: "2m05s", 62 * time.Minute: "1h02m",
+	} {
+		if got := durationText(d); got != want {
+			t.Errorf("durationText(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -17,11 +17,14 @@ import (
 // is current, a message left by the previous request, and asset URLs.
 type Page struct {
 	Title    string
-	Section  string // "dashboard", "nodes", "groups", "devices", "connections", "audit"
+	Section  string // "dashboard", "nodes", "discovered", "groups", "devices", "connections", "audit"
 	User     string // empty on the login page
 	ReadOnly bool
 	Flash    Flash
 	Assets   Assets
+	// Unassigned counts the machines waiting to be assigned, for the
+	// badge on the menu entry.
+	Unassigned int
 }
 
 // Assets are the URLs of the static files, versioned so browsers may cache
@@ -195,6 +198,8 @@ type NodeView struct {
 	Conns map[string]model.Connection
 	// GroupMissing is true when the node names a group that is gone.
 	GroupMissing bool
+	// Boot is the node's recent network boots.
+	Boot BootPanel
 }
 
 // ConnAt returns the connection at one end of the node, if any.
@@ -325,6 +330,85 @@ type AuditView struct {
 	// Live is the URL that refreshes the newest events; empty when the page
 	// shows older events or htmx is missing.
 	Live string
+}
+
+// DiscoveredView is the page of machines that network-booted with a MAC
+// no node has.
+type DiscoveredView struct {
+	Machines []model.Discovered // most recently seen first
+	Total    int
+	// Evicted counts machines dropped to keep the list under its cap.
+	Evicted int64
+	Cursor  string // the page shown starts after this; "" for the first
+	Next    string
+	Now     time.Time // for "seen 12s ago"
+	// Candidates are the nodes without any MAC, suggested in the assign
+	// field; Groups are offered when creating a node.
+	Candidates []string
+	Groups     []string
+	// Form is an assign or create form shown again with what was wrong.
+	Form AssignForm
+}
+
+// Listed reports whether the page shows the machine with this MAC.
+func (v DiscoveredView) Listed(mac string) bool {
+	for _, d := range v.Machines {
+		if string(d.MAC) == mac {
+			return true
+		}
+	}
+	return false
+}
+
+// FormFor returns the form of one machine: as typed if it failed, else
+// empty.
+func (v DiscoveredView) FormFor(mac model.MAC) AssignForm {
+	if v.Form.MAC == string(mac) {
+		return v.Form
+	}
+	return AssignForm{MAC: string(mac)}
+}
+
+// AssignForm is what was typed into one machine's "assign to node" or
+// "create node" form.
+type AssignForm struct {
+	Form
+	MAC    string
+	Create bool   // the create form, not the assign one
+	Node   string // the node to assign to, or to create
+	Group  string // of the node to create
+}
+
+// BootPanel is the boot sessions card of a node's page.
+type BootPanel struct {
+	Node     string
+	Sessions []model.BootSession // newest first
+	Events   []model.BootEvent   // the timeline of Sessions[0]
+	Now      time.Time
+	// Live is true when htmx is there to refresh the card.
+	Live bool
+}
+
+// Polling reports whether the card refreshes itself: while the latest
+// session may still change.
+func (v BootPanel) Polling() bool {
+	return v.Live && len(v.Sessions) > 0 && !SessionEnded(v.Sessions[0])
+}
+
+// BootSessionView is the page of one boot session.
+type BootSessionView struct {
+	Session model.BootSession
+	Events  []model.BootEvent
+	Now     time.Time
+	Live    bool
+}
+
+// Polling reports whether the timeline refreshes itself.
+func (v BootSessionView) Polling() bool { return v.Live && !SessionEnded(v.Session) }
+
+// SessionEnded tells whether a boot session will change no more.
+func SessionEnded(s model.BootSession) bool {
+	return s.State == model.BootDone || s.State == model.BootFailed
 }
 
 // LoginView is the login form.
@@ -552,3 +636,119 @@ func deviceFormAction(f DeviceForm) string {
 	}
 	return deviceURL(f.Name) + "/edit"
 }
+
+func bootSessionURL(id string) string { return "/boot-sessions/" + url.PathEscape(id) }
+
+// discoveredURL is where a machine's forms post: verb is assign or forget.
+func discoveredURL(mac model.MAC, verb string) string {
+	return "/discovered/" + url.PathEscape(string(mac)) + "/" + verb
+}
+
+// macID turns a MAC into a part of an element id.
+func macID(mac model.MAC) string { return strings.ReplaceAll(string(mac), ":", "") }
+
+// sessionDuration is how long a session took, or has taken so far.
+func sessionDuration(s model.BootSession, now time.Time) time.Duration {
+	if s.Started.IsZero() {
+		return 0
+	}
+	if SessionEnded(s) {
+		return s.Updated.Sub(s.Started)
+	}
+	return now.Sub(s.Started)
+}
+
+// durationText writes a duration as short as it reads well: 340ms, 4.2s,
+// 45s, 2m05s, 1h02m; nothing for zero.
+func durationText(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return ""
+	case d < time.Second:
+		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+	case d < 10*time.Second:
+		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
+	case d < time.Minute:
+		return strconv.Itoa(int(d.Round(time.Second).Seconds())) + "s"
+	case d < time.Hour:
+		d = d.Round(time.Second)
+		return strconv.Itoa(int(d.Minutes())) + "m" + twoDigits(int(d.Seconds())%60) + "s"
+	}
+	d = d.Round(time.Minute)
+	return strconv.Itoa(int(d.Hours())) + "h" + twoDigits(int(d.Minutes())%60) + "m"
+}
+
+func twoDigits(n int) string {
+	if n < 10 {
+		return "0" + strconv.Itoa(n)
+	}
+	return strconv.Itoa(n)
+}
+
+// eventDuration shows the duration a boot event reports.
+func eventDuration(ev model.BootEvent) string {
+	return durationText(time.Duration(ev.DurationMS) * time.Millisecond)
+}
+
+// offset is how long after the session started an event came, as +4.2s.
+func offset(s model.BootSession, ev model.BootEvent) string {
+	if s.Started.IsZero() || ev.Time.Before(s.Started) {
+		return ""
+	}
+	d := ev.Time.Sub(s.Started)
+	if d < time.Millisecond {
+		return "+0s"
+	}
+	return "+" + durationText(d)
+}
+
+// ago writes how long before now t was: "12s ago".
+func ago(now, t time.Time) string {
+	if t.IsZero() || now.IsZero() {
+		return ""
+	}
+	switch d := now.Sub(t); {
+	case d < time.Second:
+		return "just now"
+	case d < time.Minute:
+		return strconv.Itoa(int(d.Seconds())) + "s ago"
+	case d < time.Hour:
+		return strconv.Itoa(int(d.Minutes())) + "m ago"
+	case d < 48*time.Hour:
+		return strconv.Itoa(int(d.Hours())) + "h ago"
+	default:
+		return strconv.Itoa(int(d.Hours()/24)) + "d ago"
+	}
+}
+
+// archLabel shows iPXE's architecture and platform as "x86_64 / efi".
+func archLabel(arch, platform string) string {
+	switch {
+	case arch == "":
+		return platform
+	case platform == "":
+		return arch
+	}
+	return arch + " / " + platform
+}
+
+// imageBranch shows a session's image as "image@branch".
+func imageBranch(s model.BootSession) string {
+	return imageLabel(model.Settings{Image: s.Image, Branch: s.Branch})
+}
+
+// eventExtras lists a boot event's extras in a stable order.
+func eventExtras(ev model.BootEvent) []string {
+	out := make([]string, 0, len(ev.Extras))
+	for k, v := range ev.Extras {
+		if v != "" {
+			out = append(out, k+": "+v)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// shortID is the first digits of a session id, enough to tell sessions
+// apart on one page.
+func shortID(id string) string { return id[:min(8, len(id))] }

@@ -438,3 +438,14 @@ func (s *Store) BootReservations(ctx context.Context) ([]model.Reservation, erro
 	slices.SortFunc(out, func(a, b model.Reservation) int { return strings.Compare(string(a.MAC), string(b.MAC)) })
 	return out, nil
 }
+
+// DiscoveredCount is how many machines wait to be assigned, for a badge:
+// one ZCARD, where a list would read entries. It may briefly count a MAC a
+// node has just been given, until that machine boots again.
+func (s *Store) DiscoveredCount(ctx context.Context) (int64, error) {
+	n, err := s.rdb.ZCard(ctx, s.discIdxKey()).Result()
+	if err != nil {
+		return 0, fmt.Errorf("count discovered machines: %w", err)
+	}
+	return n, nil
+}

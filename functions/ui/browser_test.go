@@ -363,8 +363,8 @@ func TestBrowser(t *testing.T) {
 }
 
 // TestBrowserWithoutJavaScript does the same work with scripts switched
-// off: plain links and forms, full page loads, and the confirmation page of
-// a bulk delete.
+// off: plain links and forms, full page loads, the confirmation page of a
+// bulk delete, and assigning an unassigned machine.
 func TestBrowserWithoutJavaScript(t *testing.T) {
 	start := time.Now()
 	e := newEnv(t)
@@ -428,6 +428,20 @@ func TestBrowserWithoutJavaScript(t *testing.T) {
 	)
 	if got := b.text("#audit-rows"); !strings.Contains(got, "created node node200") || !strings.Contains(got, "deleted node node200") {
 		t.Errorf("the audit page lacks node200's creation and deletion:\n%s", got)
+	}
+
+	// A second network card of node001 booted on its own: give it to
+	// node001, which already has a MAC, as a new interface.
+	e.discover(model.Discovered{MAC: "52:54:00:aa:02:01", Arch: "x86_64", Platform: "efi"})
+	b.step("assign an unassigned machine",
+		chromedp.Navigate(e.srv.URL+"/discovered"),
+		chromedp.WaitVisible(chromedp.ID("assign-525400aa0201")),
+		chromedp.SendKeys(chromedp.ID("assign-525400aa0201"), "node001"),
+		chromedp.Click(chromedp.CSS(`#m-525400aa0201 .assign-form button`)),
+		chromedp.WaitVisible(chromedp.CSS(".alert.ok")),
+	)
+	if got, loc := b.text(".alert.ok"), b.location(); loc != "/nodes/node001" || !strings.HasPrefix(got, "Assigned 52:54:00:aa:02:01 to node001 as eth1.") {
+		t.Errorf("after assigning, the browser is at %s and says %q", loc, got)
 	}
 	t.Logf("browser test without JavaScript took %v", time.Since(start).Round(10*time.Millisecond))
 }

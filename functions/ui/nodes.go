@@ -105,7 +105,14 @@ func (u *UI) node(w http.ResponseWriter, r *http.Request, id auth.Identity) erro
 	if err != nil {
 		return err
 	}
-	v := components.NodeView{Node: n, Conns: map[string]model.Connection{}}
+	boot, err := u.bootPanel(r.Context(), n.Name)
+	if err != nil {
+		return err
+	}
+	if fragment(r, "boot-sessions") {
+		return u.render(w, r, http.StatusOK, components.BootSessions(boot))
+	}
+	v := components.NodeView{Node: n, Conns: map[string]model.Connection{}, Boot: boot}
 	var group *model.Group
 	if n.Group != "" {
 		g, err := u.store.GetGroup(r.Context(), n.Group)

@@ -1,8 +1,10 @@
-// Package ui is the web page function: server-rendered pages for nodes,
+// Package ui is the web page function: server-rendered pages for nodes
+// (with their boot sessions), the machines waiting to become nodes,
 // groups, devices, connections and the audit stream, served at "/" beside
 // the REST API at /api/v1. Every page works with plain links and forms;
 // htmx, when installed, only makes them quicker (live filters, bulk
-// actions and form posts without a full reload, audit auto-refresh).
+// actions and form posts without a full reload, audit auto-refresh, live
+// boot timelines).
 //
 // Like every function it holds no state between requests: sessions live in
 // the store, one-time messages after a redirect ride in a short-lived
@@ -78,6 +80,13 @@ func (u *UI) routes() {
 	u.handle("GET /nodes/{name}/edit", u.editNodeForm)
 	u.handle("POST /nodes/{name}/edit", u.saveNode)
 	u.handle("POST /nodes/{name}/delete", u.deleteNode)
+
+	u.handle("GET /discovered", u.discovered)
+	u.handle("POST /discovered/{mac}/assign", u.assignDiscovered)
+	u.handle("POST /discovered/{mac}/forget", u.forgetDiscovered)
+	// Not under /boot/: that path belongs to the boot function, which
+	// answers nodes.
+	u.handle("GET /boot-sessions/{id}", u.bootSession)
 
 	u.handle("GET /groups", u.groups)
 	u.handle("GET /groups/new", u.newGroupForm)
@@ -239,6 +248,9 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, id auth.Identity, err 
 func (u *UI) frame(w http.ResponseWriter, r *http.Request, id auth.Identity, section, title string) components.Page {
 	p := components.Page{Title: title, Section: section, User: id.User.Name, ReadOnly: id.User.Name != "" && !id.CanWrite(),
 		Assets: u.static.assets()}
+	if id.User.Name != "" && section != "discovered" { // that page counts them itself
+		p.Unassigned = u.unassignedCount(r)
+	}
 	if c, err := r.Cookie(flashCookie); err == nil {
 		kind, msg, _ := strings.Cut(c.Value, ":")
 		if m, err := url.QueryUnescape(msg); err == nil {
