@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -102,7 +101,7 @@ func (a *app) bootSessionsFlags(fs *flag.FlagSet) action {
 		t := newTable(a.stdout, "SESSION", "STARTED", "STATE", "STEP", "ARCH", "CLIENT", "DURATION", "REASON")
 		for _, s := range sessions {
 			t.row(s.ID, formatTime(s.Started), string(s.State), s.Step, archLabel(s.Arch, s.Platform), s.ClientAddr,
-				formatDuration(sessionDuration(s, now)), s.Reason)
+				model.ShortDuration(s.Took(now)), s.Reason)
 		}
 		if err := t.flush(); err != nil {
 			return err
@@ -212,7 +211,7 @@ func writeBootSession(a *app, d model.BootSessionDetail, now time.Time) error {
 	det.add("Client", s.ClientAddr)
 	det.add("Started", formatTime(s.Started))
 	det.add("Updated", formatTime(s.Updated))
-	det.add("Duration", formatDuration(sessionDuration(s, now)))
+	det.add("Duration", model.ShortDuration(s.Took(now)))
 	det.add("Expires", formatTime(s.Expires))
 	if err := det.flush(); err != nil {
 		return err
@@ -248,7 +247,7 @@ func bootEventCells(s model.BootSession, ev model.BootEvent) []string {
 			msg += fmt.Sprintf(" [%s: %s]", strings.ReplaceAll(k, "_", " "), ev.Extras[k])
 		}
 	}
-	return []string{at.Format(layout), ev.Step, string(ev.State), formatDuration(time.Duration(ev.DurationMS) * time.Millisecond), strings.TrimSpace(msg)}
+	return []string{at.Format(layout), ev.Step, string(ev.State), model.ShortDuration(time.Duration(ev.DurationMS) * time.Millisecond), strings.TrimSpace(msg)}
 }
 
 func sameDay(t time.Time, y int, m time.Month, d int) bool {
@@ -265,42 +264,6 @@ func archLabel(arch, platform string) string {
 		return arch
 	}
 	return arch + "/" + platform
-}
-
-// sessionEnded tells whether bootenv will report no more events.
-func sessionEnded(s model.BootSession) bool {
-	return s.State == model.BootDone || s.State == model.BootFailed
-}
-
-// sessionDuration is how long a session took, or has taken so far.
-func sessionDuration(s model.BootSession, now time.Time) time.Duration {
-	if s.Started.IsZero() {
-		return 0
-	}
-	if sessionEnded(s) {
-		return s.Updated.Sub(s.Started)
-	}
-	return now.Sub(s.Started)
-}
-
-// formatDuration writes a duration as short as it reads well: 340ms,
-// 4.2s, 45s, 2m05s, 1h02m. Zero and less is "".
-func formatDuration(d time.Duration) string {
-	switch {
-	case d <= 0:
-		return ""
-	case d < time.Second:
-		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
-	case d < 10*time.Second:
-		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
-	case d < time.Minute:
-		return strconv.Itoa(int(d.Round(time.Second).Seconds())) + "s"
-	case d < time.Hour:
-		d = d.Round(time.Second)
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	}
-	d = d.Round(time.Minute)
-	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 }
 
 func (a *app) bootWatchFlags(fs *flag.FlagSet) action {
@@ -431,7 +394,7 @@ func (w *bootWatch) session(ctx context.Context, cl *client.Client, id string) e
 			}
 			continue
 		}
-		took := formatDuration(sessionDuration(last, time.Now()))
+		took := model.ShortDuration(last.Took(time.Now()))
 		if last.State == model.BootFailed {
 			return fmt.Errorf("boot session %s of %s failed after %s: %s", id, last.Node, took, last.Reason)
 		}

@@ -176,14 +176,3 @@ func TestBootSessions(t *testing.T) {
 	golden(t, "boot_timeline_failed", BootTimelineCard(BootSessionView{Session: failed, Now: now, Live: true,
 		Events: []model.BootEvent{{ID: "1-0", Time: failed.Started.Add(95 * time.Second), Step: "disks", State: model.EventFail, Message: "/dev/sdb is missing"}}}))
 }
-
-func TestDurationText(t *testing.T) {
-	for d, want := range map[time.Duration]string{
-		0: "", 340 * time.Millisecond: "340ms", 4240 * time.Millisecond: "4.2s", 45 * time.Second: "45s",
-		125 * time.Second: "2m05s", 62 * time.Minute: "1h02m",
-	} {
-		if got := durationText(d); got != want {
-			t.Errorf("durationText(%v) = %q, want %q", d, got, want)
-		}
-	}
-}

@@ -392,7 +392,7 @@ type BootPanel struct {
 // Polling reports whether the card refreshes itself: while the latest
 // session may still change.
 func (v BootPanel) Polling() bool {
-	return v.Live && len(v.Sessions) > 0 && !SessionEnded(v.Sessions[0])
+	return v.Live && len(v.Sessions) > 0 && !v.Sessions[0].Ended()
 }
 
 // BootSessionView is the page of one boot session.
@@ -404,12 +404,7 @@ type BootSessionView struct {
 }
 
 // Polling reports whether the timeline refreshes itself.
-func (v BootSessionView) Polling() bool { return v.Live && !SessionEnded(v.Session) }
-
-// SessionEnded tells whether a boot session will change no more.
-func SessionEnded(s model.BootSession) bool {
-	return s.State == model.BootDone || s.State == model.BootFailed
-}
+func (v BootSessionView) Polling() bool { return v.Live && !v.Session.Ended() }
 
 // LoginView is the login form.
 type LoginView struct {
@@ -647,47 +642,9 @@ func discoveredURL(mac model.MAC, verb string) string {
 // macID turns a MAC into a part of an element id.
 func macID(mac model.MAC) string { return strings.ReplaceAll(string(mac), ":", "") }
 
-// sessionDuration is how long a session took, or has taken so far.
-func sessionDuration(s model.BootSession, now time.Time) time.Duration {
-	if s.Started.IsZero() {
-		return 0
-	}
-	if SessionEnded(s) {
-		return s.Updated.Sub(s.Started)
-	}
-	return now.Sub(s.Started)
-}
-
-// durationText writes a duration as short as it reads well: 340ms, 4.2s,
-// 45s, 2m05s, 1h02m; nothing for zero.
-func durationText(d time.Duration) string {
-	switch {
-	case d <= 0:
-		return ""
-	case d < time.Second:
-		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
-	case d < 10*time.Second:
-		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
-	case d < time.Minute:
-		return strconv.Itoa(int(d.Round(time.Second).Seconds())) + "s"
-	case d < time.Hour:
-		d = d.Round(time.Second)
-		return strconv.Itoa(int(d.Minutes())) + "m" + twoDigits(int(d.Seconds())%60) + "s"
-	}
-	d = d.Round(time.Minute)
-	return strconv.Itoa(int(d.Hours())) + "h" + twoDigits(int(d.Minutes())%60) + "m"
-}
-
-func twoDigits(n int) string {
-	if n < 10 {
-		return "0" + strconv.Itoa(n)
-	}
-	return strconv.Itoa(n)
-}
-
 // eventDuration shows the duration a boot event reports.
 func eventDuration(ev model.BootEvent) string {
-	return durationText(time.Duration(ev.DurationMS) * time.Millisecond)
+	return model.ShortDuration(time.Duration(ev.DurationMS) * time.Millisecond)
 }
 
 // offset is how long after the session started an event came, as +4.2s.
@@ -699,7 +656,7 @@ func offset(s model.BootSession, ev model.BootEvent) string {
 	if d < time.Millisecond {
 		return "+0s"
 	}
-	return "+" + durationText(d)
+	return "+" + model.ShortDuration(d)
 }
 
 // ago writes how long before now t was: "12s ago".

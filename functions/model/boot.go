@@ -289,3 +289,40 @@ func BootInterface(n Node) (name string, isNew, boot bool) {
 		}
 	}
 }
+
+// Ended reports whether a boot session will change no more: bootenv
+// reported done, or a step failed.
+func (s BootSession) Ended() bool {
+	return s.State == BootDone || s.State == BootFailed
+}
+
+// Took is how long a session took, or has taken by now if it goes on.
+func (s BootSession) Took(now time.Time) time.Duration {
+	if s.Started.IsZero() {
+		return 0
+	}
+	if s.Ended() {
+		return s.Updated.Sub(s.Started)
+	}
+	return now.Sub(s.Started)
+}
+
+// ShortDuration writes a duration as short as it reads well, for tables
+// and timelines: 340ms, 4.2s, 45s, 2m05s, 1h02m; "" for zero and less.
+func ShortDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return ""
+	case d < time.Second:
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	case d < 10*time.Second:
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Round(time.Second).Seconds()))
+	case d < time.Hour:
+		d = d.Round(time.Second)
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	d = d.Round(time.Minute)
+	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+}

@@ -3,6 +3,7 @@ package model
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNextBootState(t *testing.T) {
@@ -97,5 +98,28 @@ func TestAssignRequestValidate(t *testing.T) {
 		if err := c.req.Validate(); (err == nil) != c.ok {
 			t.Errorf("%+v: %v", c.req, err)
 		}
+	}
+}
+
+func TestShortDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "", -time.Second: "", 340 * time.Millisecond: "340ms", 4240 * time.Millisecond: "4.2s", 45 * time.Second: "45s",
+		125 * time.Second: "2m05s", 62 * time.Minute: "1h02m",
+	} {
+		if got := ShortDuration(d); got != want {
+			t.Errorf("ShortDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestBootSessionTook(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := BootSession{Started: start, Updated: start.Add(40 * time.Second), State: BootRunning}
+	if got := s.Took(start.Add(time.Minute)); got != time.Minute {
+		t.Errorf("running session took %v", got)
+	}
+	s.State = BootDone
+	if !s.Ended() || s.Took(start.Add(time.Hour)) != 40*time.Second {
+		t.Errorf("done session: ended %v took %v", s.Ended(), s.Took(start.Add(time.Hour)))
 	}
 }
