@@ -69,17 +69,27 @@ func (a *API) auditFollow(w http.ResponseWriter, r *http.Request, id auth.Identi
 	if err != nil {
 		return err
 	}
-	wait := 25 * time.Second
-	if v := r.URL.Query().Get("wait"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 || d > 60*time.Second {
-			return problem.New(http.StatusBadRequest, "bad-query", "Bad query", "wait must be a duration up to 60s")
-		}
-		wait = d
+	wait, err := waitParam(r)
+	if err != nil {
+		return err
 	}
 	items, after, err := a.store.AuditAfter(r.Context(), q, r.URL.Query().Get("after"), wait)
 	if err != nil {
 		return err
 	}
 	return reply(w, http.StatusOK, model.AuditFollowReply{Items: items, After: after})
+}
+
+// waitParam reads how long a long poll may wait: the wait query parameter,
+// 25 s when absent, at most 60 s.
+func waitParam(r *http.Request) (time.Duration, error) {
+	v := r.URL.Query().Get("wait")
+	if v == "" {
+		return 25 * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > 60*time.Second {
+		return 0, problem.New(http.StatusBadRequest, "bad-query", "Bad query", "wait must be a duration up to 60s")
+	}
+	return d, nil
 }

@@ -3,7 +3,6 @@ package api
 import (
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/herd-hpc/herd/functions/auth"
 	"github.com/herd-hpc/herd/functions/model"
@@ -84,13 +83,9 @@ func (a *API) bootFollow(w http.ResponseWriter, r *http.Request, _ auth.Identity
 	if err != nil {
 		return err
 	}
-	wait := 25 * time.Second
-	if v := r.URL.Query().Get("wait"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 || d > 60*time.Second {
-			return problem.New(http.StatusBadRequest, "bad-query", "Bad query", "wait must be a duration up to 60s")
-		}
-		wait = d
+	wait, err := waitParam(r)
+	if err != nil {
+		return err
 	}
 	if _, err := a.store.BootSession(r.Context(), id); err != nil {
 		return err
