@@ -91,6 +91,18 @@ func KeySegment(s string) string {
 // ObjectArtifacts serves boot files from the object store.
 type ObjectArtifacts struct {
 	Objects *objstore.Store
+	// Seen, when set, remembers for a short while that a boot file exists,
+	// so a boot storm asks the object store once per file, not three
+	// times per node. It is shared (Redis), like everything functions know.
+	Seen Presence
+}
+
+// Presence remembers which object keys were found to exist.
+type Presence interface {
+	// Present reports whether key was seen to exist recently.
+	Present(ctx context.Context, key string) bool
+	// Saw records that key exists.
+	Saw(ctx context.Context, key string)
 }
 
 // Image checks that the branch's kernel and initrd exist.
@@ -127,12 +139,18 @@ func (a ObjectArtifacts) Bootenv(ctx context.Context) (string, error) {
 }
 
 func (a ObjectArtifacts) exists(ctx context.Context, key, what string) error {
+	if a.Seen != nil && a.Seen.Present(ctx, key) {
+		return nil
+	}
 	rc, _, err := a.Objects.Get(ctx, key)
 	if errors.Is(err, objstore.ErrNotFound) {
 		return &MissingError{What: what, Key: key}
 	}
 	if err != nil {
 		return err
+	}
+	if a.Seen != nil {
+		a.Seen.Saw(ctx, key)
 	}
 	return rc.Close()
 }

@@ -93,7 +93,7 @@ func newEnvWith(t testing.TB, cfg boot.Config, art boot.Artifacts) *env {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	au := &auth.Service{Store: st, SessionTTL: time.Hour, EdgeSecret: edgeSecret, Log: log}
 	if art == nil {
-		art = boot.ObjectArtifacts{Objects: obj}
+		art = boot.ObjectArtifacts{Objects: obj, Seen: store.BootArtifacts{S: st}}
 	}
 	h := boot.New(st, au, art, cfg, log)
 	srv := httptest.NewServer(h)

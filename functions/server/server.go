@@ -156,7 +156,7 @@ func Open(ctx context.Context, cfg Config, newUI UIFactory, log *slog.Logger) (*
 	}
 	au := &auth.Service{Store: st, SessionTTL: cfg.SessionTTL, EdgeSecret: cfg.EdgeSecret, Log: log}
 	f := &Functions{Store: st, Objects: obj, Auth: au, API: api.New(st, au, log),
-		Boot: boot.New(st, au, boot.ObjectArtifacts{Objects: obj}, boot.Config{ServerURL: cfg.BootURL}, log)}
+		Boot: boot.New(st, au, boot.ObjectArtifacts{Objects: obj, Seen: store.BootArtifacts{S: st}}, boot.Config{ServerURL: cfg.BootURL}, log)}
 	f.API.Objects = obj
 	if newUI != nil {
 		f.UI = newUI(st, au, log)

@@ -383,3 +383,23 @@ func (s *Store) setNodeState(ctx context.Context, pipe redis.Pipeliner, n *model
 	n.State = state
 	pipe.Set(ctx, s.nodeKey(n.Name), mustJSON(*n), 0)
 }
+
+// ArtifactMemo is how long a boot file found in the object store is taken
+// to be there without asking again. A file removed meanwhile fails the
+// node's download instead of its script, and the node retries.
+const ArtifactMemo = 30 * time.Second
+
+// BootArtifacts remembers which boot files exist; it fits boot.Presence.
+type BootArtifacts struct{ S *Store }
+
+// Present reports whether key was found in the object store recently. A
+// Redis failure reads as "not known": the caller then asks the object store.
+func (b BootArtifacts) Present(ctx context.Context, key string) bool {
+	n, err := b.S.rdb.Exists(ctx, b.S.key("boot", "present", key)).Result()
+	return err == nil && n == 1
+}
+
+// Saw records that key exists, for ArtifactMemo.
+func (b BootArtifacts) Saw(ctx context.Context, key string) {
+	_ = b.S.rdb.Set(ctx, b.S.key("boot", "present", key), "1", ArtifactMemo).Err()
+}
