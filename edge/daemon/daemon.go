@@ -66,6 +66,7 @@ func New(cfg config.Edge, log *slog.Logger) (*Edge, error) {
 		}
 		// Requests from addresses DHCP knows carry the client's MAC.
 		pcfg.ClientMAC = e.dhcp.MACFor
+		pcfg.ClientVendorClass = e.dhcp.VendorClassOf
 	}
 	p, err := proxy.New(pcfg, log.With("part", "proxy"))
 	if err != nil {

@@ -58,7 +58,8 @@ func relay(t *testing.T, dhcpAddr net.Addr, msg *dhcpv4.DHCPv4, want dhcpv4.Mess
 func dora(t *testing.T, dhcpAddr net.Addr, mac net.HardwareAddr) *dhcpv4.DHCPv4 {
 	t.Helper()
 	gw := dhcpv4.WithGatewayIP(net.IPv4(127, 0, 0, 1))
-	discover, err := dhcpv4.NewDiscovery(mac, gw, dhcpv4.WithOption(dhcpv4.OptClientArch(0)))
+	discover, err := dhcpv4.NewDiscovery(mac, gw, dhcpv4.WithOption(dhcpv4.OptClientArch(0)),
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier(vendorClass)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,9 +71,14 @@ func dora(t *testing.T, dhcpAddr net.Addr, mac net.HardwareAddr) *dhcpv4.DHCPv4 
 	return relay(t, dhcpAddr, request, dhcpv4.MessageTypeAck)
 }
 
-func script(t *testing.T, edgeHTTP net.Addr, mac string) string {
+const vendorClass = "PXEClient:Arch:00000:UNDI:002001"
+
+// script asks for the boot script as the machine at from (its leased
+// address; loopback holds all of 127/8) would.
+func script(t *testing.T, edgeHTTP net.Addr, mac string, from net.IP) string {
 	t.Helper()
-	res, err := http.Get("http://" + edgeHTTP.String() + "/boot/ipxe?mac=" + mac + "&arch=x86_64&platform=pcbios")
+	hc := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: from}}).DialContext}}
+	res, err := hc.Get("http://" + edgeHTTP.String() + "/boot/ipxe?mac=" + mac + "&arch=x86_64&platform=pcbios")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,11 +148,12 @@ func TestUnknownNodeIsDiscoveredAssignedAndBoots(t *testing.T) {
 	if ip, _ := netip.AddrFromSlice(ack.YourIPAddr.To4()); ip.Less(pool.Start) || pool.End.Less(ip) || ack.HostName() != "" || len(ack.Router()) != 0 {
 		t.Fatalf("unknown MAC got %s", ack.Summary())
 	}
-	if s := script(t, addrs.HTTP, mac); !strings.Contains(s, "not assigned") || !strings.Contains(s, "sleep 30") {
+	if s := script(t, addrs.HTTP, mac, ack.YourIPAddr); !strings.Contains(s, "not assigned") || !strings.Contains(s, "sleep 30") {
 		t.Fatalf("unknown MAC script:\n%s", s)
 	}
 	found, err := api.AllDiscovered(ctx)
-	if err != nil || len(found) != 1 || string(found[0].MAC) != mac || found[0].Arch != "x86_64" {
+	if err != nil || len(found) != 1 || string(found[0].MAC) != mac || found[0].Arch != "x86_64" ||
+		found[0].VendorClass != vendorClass || found[0].ClientAddr != ack.YourIPAddr.String() {
 		t.Fatalf("discovered: %+v %v", found, err)
 	}
 
@@ -165,7 +172,7 @@ func TestUnknownNodeIsDiscoveredAssignedAndBoots(t *testing.T) {
 	if got.YourIPAddr.String() != "127.0.5.42" || got.HostName() != "node042" {
 		t.Fatalf("assigned MAC got %s\nedge logs:\n%s", got.Summary(), logs)
 	}
-	s := script(t, addrs.HTTP, mac)
+	s := script(t, addrs.HTTP, mac, got.YourIPAddr)
 	if !strings.Contains(s, "herd.session=") || !strings.Contains(s, "\nkernel ") || strings.Contains(s, "not assigned") {
 		t.Fatalf("assigned node's script:\n%s", s)
 	}

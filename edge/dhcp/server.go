@@ -58,6 +58,9 @@ type Server struct {
 
 	mu   sync.Mutex
 	pool *Pool // nil in proxy mode
+	// vendor is the last vendor class (option 60) each MAC sent, for the
+	// discovery entry functions record when the machine asks for its script.
+	vendor map[MAC]string
 
 	listeners []*listener
 	stats     counters
@@ -91,6 +94,7 @@ func New(cfg Config, src TableSource, log *slog.Logger) (*Server, error) {
 		malformed: newThrottle[netip.Addr](time.Minute, 4096),
 		notices:   newThrottle[noticeKey](0, 4096),
 		sendErrs:  newThrottle[netip.AddrPort](time.Minute, 1024),
+		vendor:    map[MAC]string{},
 	}
 	if len(cfg.Interfaces) == 0 && cfg.Listen == "" {
 		return nil, errors.New("dhcp: no interfaces and no listen address")
@@ -317,6 +321,9 @@ func (s *Server) handle(l *listener, b []byte, peer netip.AddrPort, now time.Tim
 		}
 		return
 	}
+	if req.VendorClass != "" {
+		s.rememberVendor(req.MAC, req.VendorClass)
+	}
 	d := s.decide(l, req, now)
 	if d.Unknown && s.src != nil {
 		s.src.Wake()
@@ -408,6 +415,42 @@ func (s *Server) MACFor(ip net.IP) (string, bool) {
 		return "", false
 	}
 	return m.String(), true
+}
+
+// maxVendors bounds the vendor-class memory; past it the memory starts
+// afresh (a storm of forged MACs must not grow the edge without bound).
+const maxVendors = 65536
+
+func (s *Server) rememberVendor(m MAC, vc string) {
+	if len(vc) > 128 {
+		vc = vc[:128]
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.vendor[m] == vc {
+		return
+	}
+	if len(s.vendor) >= maxVendors {
+		clear(s.vendor)
+	}
+	s.vendor[m] = vc
+}
+
+// VendorClassOf is the last vendor class (DHCP option 60) the client at ip
+// sent, looked up through its MAC like MACFor.
+func (s *Server) VendorClassOf(ip net.IP) (string, bool) {
+	mac, ok := s.MACFor(ip)
+	if !ok {
+		return "", false
+	}
+	m, err := ParseMAC(mac)
+	if err != nil {
+		return "", false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vc, ok := s.vendor[m]
+	return vc, ok
 }
 
 // Stats are the server's counters at one moment.

@@ -29,6 +29,9 @@ const (
 	HeaderSecret     = "X-Herd-Edge-Secret"
 	HeaderClientAddr = "X-Herd-Client-Addr"
 	HeaderClientMAC  = "X-Herd-Client-Mac"
+	// HeaderClientVendorClass is the DHCP vendor class (option 60) the
+	// client last sent, for discovery entries.
+	HeaderClientVendorClass = "X-Herd-Client-Vendor-Class"
 )
 
 // ProblemUnavailable is the RFC 9457 problem type of the answer given when
@@ -48,6 +51,8 @@ type Config struct {
 	Secret string
 	// ClientMAC, when set, supplies X-Herd-Client-Mac for known clients.
 	ClientMAC ClientMACFunc
+	// ClientVendorClass, when set, supplies X-Herd-Client-Vendor-Class.
+	ClientVendorClass func(ip net.IP) (string, bool)
 	// Transport carries requests to functions; nil means NewTransport().
 	Transport http.RoundTripper
 }
@@ -57,6 +62,7 @@ type Proxy struct {
 	upstream  *url.URL
 	secret    string
 	clientMAC ClientMACFunc
+	vendorOf  func(ip net.IP) (string, bool)
 	transport http.RoundTripper
 	rp        *httputil.ReverseProxy
 	log       *slog.Logger
@@ -77,6 +83,7 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		upstream:  cfg.Upstream,
 		secret:    cfg.Secret,
 		clientMAC: cfg.ClientMAC,
+		vendorOf:  cfg.ClientVendorClass,
 		transport: cfg.Transport,
 		log:       log,
 	}
@@ -163,6 +170,22 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		return
 	}
 	pr.Out.Header.Set(HeaderClientMAC, hw.String())
+	if p.vendorOf == nil {
+		return
+	}
+	if vc, ok := p.vendorOf(net.IP(ip.AsSlice())); ok && printable(vc) {
+		pr.Out.Header.Set(HeaderClientVendorClass, vc)
+	}
+}
+
+// printable reports whether s can go in a header as it is.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // clientIP is the address of the peer, with IPv4-mapped IPv6 unmapped.
