@@ -512,3 +512,51 @@ func TestWarnsAboutEscapingLinks(t *testing.T) {
 		t.Errorf("warned about %v", files)
 	}
 }
+
+// TestMalformedPackets throws broken requests at the server: each gets a
+// TFTP error or silence, none stops it, and a proper request afterwards
+// is served.
+func TestMalformedPackets(t *testing.T) {
+	fx := newFixture(t)
+	addr, _ := serve(t, fx.root)
+	srv, _ := net.ResolveUDPAddr("udp4", addr)
+	long := strings.Repeat("a", 4000)
+	for name, pkt := range map[string][]byte{
+		"empty":            {},
+		"one byte":         {0},
+		"unknown opcode":   {0, 9, 'x', 0},
+		"rrq without nuls": append([]byte{0, 1}, "small.ipxe"...),
+		"rrq without mode": append([]byte{0, 1}, "small.ipxe\x00"...),
+		"rrq bad mode":     append([]byte{0, 1}, "small.ipxe\x00mail\x00"...),
+		"rrq long name":    append(append([]byte{0, 1}, long...), "\x00octet\x00"...),
+		"rrq odd options":  append([]byte{0, 1}, "small.ipxe\x00octet\x00blksize\x00"...),
+		"rrq bad blksize":  append([]byte{0, 1}, "small.ipxe\x00octet\x00blksize\x00-7\x00"...),
+		"stray ack":        {0, 4, 0, 1},
+		"stray data":       {0, 3, 0, 1, 'x'},
+		"error packet":     {0, 5, 0, 1, 'n', 'o', 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := conn.WriteToUDP(pkt, srv); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 2048)
+			conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			if n, _, err := conn.ReadFromUDP(buf); err == nil {
+				// Whatever answers a broken request is an error packet or, for
+				// requests pin/tftp reads leniently, the start of the file.
+				if op := binary.BigEndian.Uint16(buf[:2]); n < 4 || (op != 5 && op != 3 && op != 6) {
+					t.Errorf("answer %x to %q", buf[:n], pkt)
+				}
+			}
+			got, _, err := get(addr, "small.ipxe", getOpts{})
+			if err != nil || !bytes.Equal(got, fx.small) {
+				t.Fatalf("after %s the server no longer serves: %v", name, err)
+			}
+		})
+	}
+}
