@@ -536,7 +536,7 @@ func checkLambdaMain(t *testing.T, name string) {
 		t.Errorf("function %s: functions/cmd/%s has no main package", name, name)
 		return
 	}
-	if !startsLambda(t, files, 1) {
+	if !startsLambda(t, files, 2) {
 		t.Errorf("function %s: functions/cmd/%s does not call lambda.Start (or a herd Start that does)", name, name)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/herd-hpc/herd/functions/api"
 	"github.com/herd-hpc/herd/functions/auth"
 	"github.com/herd-hpc/herd/functions/boot"
+	"github.com/herd-hpc/herd/functions/lambda"
 	"github.com/herd-hpc/herd/functions/objstore"
 	"github.com/herd-hpc/herd/functions/store"
 )
@@ -178,3 +179,21 @@ func (f *Functions) Handler() http.Handler {
 
 // Close releases the store.
 func (f *Functions) Close() error { return f.Store.Close() }
+
+// StartLambda is the whole main of a Lambda entry point: configuration
+// from HERD_FUNCTIONS_* variables, the store, then the handler pick
+// chooses, served by the Lambda runtime until it ends the process.
+func StartLambda(name string, newUI UIFactory, pick func(*Functions) http.Handler) {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("function", name)
+	cfg, err := LoadConfig("", os.Getenv)
+	if err != nil {
+		log.Error("configuration", "err", err)
+		os.Exit(1)
+	}
+	fns, err := Open(context.Background(), cfg, newUI, log)
+	if err != nil {
+		log.Error("open store", "err", err)
+		os.Exit(1)
+	}
+	lambda.Start(pick(fns))
+}

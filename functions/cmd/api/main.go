@@ -3,25 +3,11 @@
 package main
 
 import (
-	"context"
-	"log/slog"
-	"os"
+	"net/http"
 
-	"github.com/herd-hpc/herd/functions/lambda"
 	"github.com/herd-hpc/herd/functions/server"
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	cfg, err := server.LoadConfig("", os.Getenv)
-	if err != nil {
-		log.Error("api function: configuration", "err", err)
-		os.Exit(1)
-	}
-	fns, err := server.Open(context.Background(), cfg, nil, log)
-	if err != nil {
-		log.Error("api function: open store", "err", err)
-		os.Exit(1)
-	}
-	lambda.Start(fns.API)
+	server.StartLambda("api", nil, func(f *server.Functions) http.Handler { return f.API })
 }
