@@ -61,7 +61,7 @@ func (a *API) handle(pattern string, h func(w http.ResponseWriter, r *http.Reque
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		id, err := a.auth.Authenticate(r)
 		if err != nil {
-			if !store.IsKind(err, store.KindUnauthorized) && !strings.HasPrefix(err.Error(), "log in first") {
+			if !store.IsKind(err, store.KindUnauthorized) && !errors.Is(err, auth.ErrNoCredentials) {
 				a.fail(w, r, err)
 				return
 			}

@@ -147,6 +147,10 @@ func (s *Service) FromEdge(r *http.Request) bool {
 	return s.EdgeSecret != "" && got != "" && hmac.Equal([]byte(got), []byte(s.EdgeSecret))
 }
 
+// ErrNoCredentials is returned for a request that carries neither a
+// session nor an API token.
+var ErrNoCredentials = errors.New("log in first: no session or API token was sent")
+
 // ErrBadLogin is returned for an unknown user or a wrong password alike, so
 // the answer does not reveal which accounts exist.
 var ErrBadLogin = errors.New("wrong user name or password")
@@ -196,7 +200,7 @@ func Secret(r *http.Request) (secret string, cookie bool) {
 func (s *Service) Authenticate(r *http.Request) (Identity, error) {
 	secret, cookie := Secret(r)
 	if secret == "" {
-		return Identity{}, errors.New("log in first: no session or API token was sent")
+		return Identity{}, ErrNoCredentials
 	}
 	u, err := s.Store.Authenticate(r.Context(), secret)
 	if err != nil {
