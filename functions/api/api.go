@@ -129,40 +129,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func toProblem(err error) *problem.Problem {
-	var (
-		p  *problem.Problem
-		ve *model.ValidationError
-		se *store.Error
-	)
-	switch {
-	case errors.As(err, &p):
+	if p := store.ProblemOf(err); p != nil {
 		return p
-	case errors.As(err, &ve):
-		pr := problem.New(http.StatusUnprocessableEntity, "invalid", "Invalid input", ve.Error())
-		pr.Errors = ve.Problems
-		return pr
-	case errors.As(err, &se):
-		var pr *problem.Problem
-		switch se.Kind {
-		case store.KindNotFound:
-			pr = problem.New(http.StatusNotFound, "not-found", "Not found", se.Msg)
-		case store.KindConflict:
-			pr = problem.New(http.StatusConflict, "conflict", "Conflict", se.Error())
-		case store.KindInvalid:
-			pr = problem.New(http.StatusUnprocessableEntity, "invalid", "Invalid input", se.Error())
-		case store.KindPrecondition:
-			pr = problem.New(http.StatusPreconditionFailed, "stale", "Changed since read", se.Msg)
-		case store.KindUnauthorized:
-			pr = problem.New(http.StatusUnauthorized, "unauthorized", "Not logged in", se.Msg)
-		default:
-			pr = problem.New(http.StatusInternalServerError, "internal", "Internal error", se.Msg)
-		}
-		if se.Field != "" {
-			pr.Errors = []model.FieldProblem{{Field: se.Field, Message: se.Msg}}
-		}
-		return pr
-	case errors.Is(err, store.ErrBusy):
-		return problem.New(http.StatusServiceUnavailable, "busy", "Busy", err.Error())
 	}
 	return problem.New(http.StatusServiceUnavailable, "unavailable", "Storage unavailable",
 		"the request could not be completed and changed nothing; retry shortly")

@@ -37,7 +37,6 @@ import (
 	"time"
 
 	"github.com/herd-hpc/herd/functions/auth"
-	"github.com/herd-hpc/herd/functions/model"
 	"github.com/herd-hpc/herd/functions/problem"
 	"github.com/herd-hpc/herd/functions/store"
 )
@@ -202,26 +201,14 @@ func hashToken(token string) string {
 
 // fail answers a JSON endpoint with a problem, logging server faults once.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var (
-		p  *problem.Problem
-		ve *model.ValidationError
-		se *store.Error
-	)
+	p := store.ProblemOf(err)
 	switch {
-	case errors.As(err, &p):
-	case errors.As(err, &ve):
-		p = problem.New(http.StatusUnprocessableEntity, "invalid", "Invalid input", ve.Error())
-		p.Errors = ve.Problems
-	case errors.As(err, &se) && se.Kind == store.KindNotFound:
-		p = problem.New(http.StatusNotFound, "not-found", "Not found", se.Msg)
-	case errors.As(err, &se) && se.Kind == store.KindUnauthorized:
-		p = problem.New(http.StatusUnauthorized, "unauthorized", "Bad boot token", se.Msg)
-	case errors.Is(err, store.ErrBusy):
-		p = problem.New(http.StatusServiceUnavailable, "busy", "Busy", err.Error())
-	default:
+	case p == nil:
 		h.log.Error("boot request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		p = problem.New(http.StatusServiceUnavailable, "unavailable", "Storage unavailable",
 			"the request could not be completed; retry shortly")
+	case p.Status == http.StatusUnauthorized:
+		p.Title = "Bad boot token"
 	}
 	if p.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="herd-boot"`)
