@@ -100,7 +100,7 @@ func (a *app) bootSessionsFlags(fs *flag.FlagSet) action {
 		now := time.Now()
 		t := newTable(a.stdout, "SESSION", "STARTED", "STATE", "STEP", "ARCH", "CLIENT", "DURATION", "REASON")
 		for _, s := range sessions {
-			t.row(s.ID, formatTime(s.Started), string(s.State), s.Step, archLabel(s.Arch, s.Platform), s.ClientAddr,
+			t.row(s.ID, formatTime(s.Started), string(s.State), s.Step, model.ArchLabel(s.Arch, s.Platform, "/"), s.ClientAddr,
 				model.ShortDuration(s.Took(now)), s.Reason)
 		}
 		if err := t.flush(); err != nil {
@@ -207,7 +207,7 @@ func writeBootSession(a *app, d model.BootSessionDetail, now time.Time) error {
 		image += "@" + s.Branch
 	}
 	det.add("Image", image)
-	det.add("Arch", archLabel(s.Arch, s.Platform))
+	det.add("Arch", model.ArchLabel(s.Arch, s.Platform, "/"))
 	det.add("Client", s.ClientAddr)
 	det.add("Started", formatTime(s.Started))
 	det.add("Updated", formatTime(s.Updated))
@@ -253,17 +253,6 @@ func bootEventCells(s model.BootSession, ev model.BootEvent) []string {
 func sameDay(t time.Time, y int, m time.Month, d int) bool {
 	ty, tm, td := t.Date()
 	return ty == y && tm == m && td == d
-}
-
-// archLabel shows iPXE's architecture and platform as "x86_64/efi".
-func archLabel(arch, platform string) string {
-	switch {
-	case arch == "":
-		return platform
-	case platform == "":
-		return arch
-	}
-	return arch + "/" + platform
 }
 
 func (a *app) bootWatchFlags(fs *flag.FlagSet) action {

@@ -475,9 +475,9 @@ func discoveredRow(v DiscoveredView, d model.Discovered, canWrite bool) templ.Co
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var22 string
-		templ_7745c5c3_Var22, templ_7745c5c3_Err = templ.JoinStringErrs(archLabel(d.Arch, d.Platform))
+		templ_7745c5c3_Var22, templ_7745c5c3_Err = templ.JoinStringErrs(model.ArchLabel(d.Arch, d.Platform, " / "))
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `components/discovered.templ`, Line: 125, Col: 52}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `components/discovered.templ`, Line: 125, Col: 65}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var22))
 		if templ_7745c5c3_Err != nil {

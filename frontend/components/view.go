@@ -678,17 +678,6 @@ func ago(now, t time.Time) string {
 	}
 }
 
-// archLabel shows iPXE's architecture and platform as "x86_64 / efi".
-func archLabel(arch, platform string) string {
-	switch {
-	case arch == "":
-		return platform
-	case platform == "":
-		return arch
-	}
-	return arch + " / " + platform
-}
-
 // imageBranch shows a session's image as "image@branch".
 func imageBranch(s model.BootSession) string {
 	return imageLabel(model.Settings{Image: s.Image, Branch: s.Branch})

@@ -326,3 +326,15 @@ func ShortDuration(d time.Duration) string {
 	d = d.Round(time.Minute)
 	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 }
+
+// ArchLabel shows iPXE's architecture and platform together, joined by sep
+// ("x86_64/efi"), or whichever of the two is known.
+func ArchLabel(arch, platform, sep string) string {
+	switch {
+	case arch == "":
+		return platform
+	case platform == "":
+		return arch
+	}
+	return arch + sep + platform
+}
