@@ -23,30 +23,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/herd-hpc/herd/edge/config"
+	"github.com/herd-hpc/herd/localdev/testenv"
 	"github.com/pin/tftp/v3"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects log lines from concurrent goroutines.
+type syncBuffer = testenv.Logs
 
 // devConfig is what the all-in-one runner builds: everything on loopback,
 // ports chosen by the kernel.

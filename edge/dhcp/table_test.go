@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/herd-hpc/herd/localdev/testenv"
 )
 
 func TestDecodeTable(t *testing.T) {
@@ -246,19 +248,5 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects log lines from concurrent goroutines.
+type syncBuffer = testenv.Logs

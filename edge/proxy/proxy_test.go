@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -18,27 +17,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/herd-hpc/herd/localdev/testenv"
 )
 
 const testSecret = "edge-secret-for-tests"
 
 // syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects log lines from concurrent goroutines.
+type syncBuffer = testenv.Logs
 
 // startProxy serves a Proxy to upstream on a real loopback listener.
 func startProxy(t testing.TB, upstream string, mac ClientMACFunc) (*httptest.Server, *syncBuffer) {
