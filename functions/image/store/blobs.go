@@ -49,6 +49,13 @@ func (s *Store) putIfAbsent(ctx context.Context, key string, d manifest.Digest, 
 	return true, nil
 }
 
+// PutBlob stores size bytes from r as the blob with digest d unless it is
+// already present, and reports whether it uploaded. The content is checked
+// against d as it streams; a mismatch stores nothing.
+func (s *Store) PutBlob(ctx context.Context, d manifest.Digest, r io.Reader, size int64) (bool, error) {
+	return s.putIfAbsent(ctx, BlobKey(d), d, r, size)
+}
+
 // verifyingReader passes exactly left bytes of r and fails the read that
 // would complete them if their SHA-256 is not want.
 type verifyingReader struct {
