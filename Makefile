@@ -59,7 +59,8 @@ dev: frontend-optional
 deps:
 	localdev/install-packages redis-server:redis-server chromium:/usr/bin/chromium npm:npm \
 		tftp-hpa:/usr/bin/tftp atftp:/usr/bin/atftp curl:curl ipxe:/usr/lib/ipxe/undionly.kpxe \
-		busybox:busybox iproute2:ip
+		busybox:busybox iproute2:ip debootstrap:debootstrap tar:tar attr:getfattr libcap2-bin:setcap rsync:rsync \
+		openipmi:ipmi_sim ipmitool:ipmitool
 	@$(MAKE) --no-print-directory frontend
 
 frontend: $(HTMX)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/herd-hpc/herd/functions/image/manifest"
+	"github.com/herd-hpc/herd/functions/image/sparse"
 )
 
 // Export writes the version with digest d into dir, which must be an empty
@@ -102,18 +103,23 @@ func (s *Store) exportFile(ctx context.Context, e *manifest.Entry, p string) (er
 			os.Remove(f.Name())
 		}
 	}()
+	// Zero blocks become holes, so sparse files stay sparse.
+	sw := sparse.NewWriter(f)
 	switch {
 	case e.Size == 0:
 	case len(e.Chunks) == 0:
-		if err := s.readBlob(ctx, e.Digest, f, e.Size); err != nil {
+		if err := s.readBlob(ctx, e.Digest, sw, e.Size); err != nil {
 			return err
 		}
 	default:
 		for _, c := range e.Chunks {
-			if err := s.readBlob(ctx, c.Digest, f, c.Size); err != nil {
+			if err := s.readBlob(ctx, c.Digest, sw, c.Size); err != nil {
 				return err
 			}
 		}
+	}
+	if err := sw.Finish(); err != nil {
+		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
