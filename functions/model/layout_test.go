@@ -1,0 +1,109 @@
+package model
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestParseDiskSize(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		size  Bytes
+		tol   float64
+		fits  []uint64
+		wrong []uint64
+	}{
+		{"120GB ± 5%", 120e9, 5, []uint64{114e9, 126e9}, []uint64{113e9, 127e9}},
+		{"120GB+-5%", 120e9, 5, []uint64{120e9}, nil},
+		{"1.92TB", 1.92e12, 0, []uint64{1.92e12}, []uint64{1.92e12 + 1}},
+		{"512GiB ±10 %", 512 << 30, 10, []uint64{512 << 30}, nil},
+	} {
+		d, err := ParseDiskSize(tc.in)
+		if err != nil || d.Size != tc.size || d.Tolerance != tc.tol {
+			t.Errorf("%q: %+v, %v", tc.in, d, err)
+			continue
+		}
+		for _, n := range tc.fits {
+			if !d.Contains(n) {
+				t.Errorf("%q does not contain %d", tc.in, n)
+			}
+		}
+		for _, n := range tc.wrong {
+			if d.Contains(n) {
+				t.Errorf("%q contains %d", tc.in, n)
+			}
+		}
+	}
+	for _, bad := range []string{"", "GB", "-5GB", "120GB ± x%", "120GB ± 5", "0GB", "120XB", "1e3GB"} {
+		if _, err := ParseDiskSize(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	if s := (DiskSize{Size: 960e9, Tolerance: 5}).String(); s != "960GB ± 5%" {
+		t.Errorf("String = %q", s)
+	}
+}
+
+func TestLayoutJSONAndExpand(t *testing.T) {
+	in := `{"name":"compute","mode":"simple","disks":[
+		{"name":"disk0","select":{"type":"nvme","size":"960GB ± 5%"}},
+		{"name":"disk1","select":{"type":"nvme","size":"960GB ± 5%"}}],
+		"simple":{"mirror":true,"filesystems":[
+			{"mount":"/","type":"ext4","size":"rest"},
+			{"mount":"/var/log","type":"xfs","size":"20GiB"},
+			{"type":"swap","size":"8GiB"}]}}`
+	var l Layout
+	if err := json.Unmarshal([]byte(in), &l); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a := l.Expand()
+	b, _ := json.Marshal(a)
+	got := string(b)
+	for _, want := range []string{
+		`{"disk":"disk0","number":2,"type":"raid","size":"rest"}`,
+		`"arrays":[{"name":"md0","level":1,"devices":["disk0p2","disk1p2"]}]`,
+		`"volume_groups":[{"name":"system","devices":["md0"]}]`,
+		`"logical_volumes":[{"vg":"system","name":"var_log","size":"21474836480"},{"vg":"system","name":"swap","size":"8589934592"},{"vg":"system","name":"root","size":"rest"}]`,
+		`{"device":"disk0p1","type":"vfat","mount":"/boot/efi","label":"ESP0"}`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("expansion lacks %s:\n%s", want, got)
+		}
+	}
+	if b2, _ := json.Marshal(l.Expand()); string(b2) != got {
+		t.Error("expansion is not deterministic")
+	}
+	adv := Layout{Name: "adv", Mode: LayoutAdvanced, Disks: l.Disks, Advanced: a}
+	if err := adv.Validate(); err != nil {
+		t.Errorf("the expansion is not a valid advanced layout: %v", err)
+	}
+}
+
+func TestLayoutValidate(t *testing.T) {
+	bad := Layout{Name: "bad", Mode: LayoutAdvanced, Disks: []LayoutDisk{{Name: "disk1", Select: DiskSelector{Type: "tape"}}},
+		Advanced: &AdvancedLayout{
+			Partitions: []Partition{
+				{Disk: "disk0", Number: 1, Type: "esp", Size: PartSize{Rest: true}},
+				{Disk: "disk0", Number: 3, Type: "nonsense", Size: PartSize{Size: 1 << 30}},
+			},
+			Arrays:      []Array{{Name: "md0", Level: 4, Devices: []string{"disk0p1"}}},
+			Filesystems: []Filesystem{{Device: "disk0p1", Type: "ntfs", Mount: "/"}, {Device: "md0", Type: FSSwap, Mount: "/swap"}},
+		}}
+	err := bad.Validate()
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		`disks[0].name: "disk1"`, `disks[0].select.type: "tape"`, `partitions[1].size: partition disk0p3 follows one that takes the rest`,
+		`partitions[1].number`, `partitions[1].type: "nonsense"`, `arrays[0].level`, `filesystems[0].device: "disk0p1" is already used`,
+		`filesystems[0].type: "ntfs"`, `filesystems[1].mount: swap has no mount point`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in %v", want, err)
+		}
+	}
+}
