@@ -200,6 +200,8 @@ type NodeView struct {
 	GroupMissing bool
 	// Boot is the node's recent network boots.
 	Boot BootPanel
+	// Power is the node's power card.
+	Power NodePower
 }
 
 // ConnAt returns the connection at one end of the node, if any.
@@ -241,6 +243,8 @@ type DevicesView struct {
 type DeviceView struct {
 	Device model.Device
 	Conns  []model.Connection
+	// Power is the last known power of the nodes plugged into a PDU.
+	Power map[string]model.NodePower
 }
 
 // PortRow is one port or outlet of a device and what is plugged in there.

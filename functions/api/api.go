@@ -105,6 +105,7 @@ func (a *API) routes() {
 	a.handle("GET "+Prefix+"/audit/follow", a.auditFollow)
 	accounts(a)
 	bootRoutes(a)
+	powerRoutes(a)
 
 	a.mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "No such endpoint",

@@ -110,8 +110,12 @@ type Device struct {
 	Ports    []string   `json:"ports,omitempty"`
 	Username string     `json:"username,omitempty"`
 	// CredentialRef names the stored secret used to log into the device.
-	CredentialRef string   `json:"credential_ref,omitempty"`
-	Tags          []string `json:"tags,omitempty"`
+	CredentialRef string `json:"credential_ref,omitempty"`
+	// PowerSupplies names the device's own supplies, which connections may
+	// tie to PDU outlets like a node's; PowerMethod is how herd switches it.
+	PowerSupplies []string    `json:"power_supplies,omitempty"`
+	PowerMethod   PowerMethod `json:"power_method,omitempty"`
+	Tags          []string    `json:"tags,omitempty"`
 	Meta
 }
 

@@ -268,6 +268,7 @@ func (d *Device) Validate() error {
 			seen[o] = true
 		}
 	}
+	checkDevicePower(&p, d)
 	checkTags(&p, "tags", d.Tags)
 	return p.err()
 }

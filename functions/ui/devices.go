@@ -43,6 +43,9 @@ func (u *UI) device(w http.ResponseWriter, r *http.Request, id auth.Identity) er
 		return err
 	}
 	v := components.DeviceView{Device: d, Conns: conns}
+	if v.Power, err = u.outletPower(r.Context(), conns); err != nil {
+		return err
+	}
 	return u.render(w, r, http.StatusOK, components.DevicePage(u.frame(w, r, id, "devices", d.Name), v))
 }
 

@@ -133,6 +133,9 @@ func (u *UI) node(w http.ResponseWriter, r *http.Request, id auth.Identity) erro
 	for _, c := range conns {
 		v.Conns[string(c.Kind)+":"+c.End] = c
 	}
+	if v.Power, err = u.nodePowerCard(r.Context(), n.Name); err != nil {
+		return err
+	}
 	return u.render(w, r, http.StatusOK, components.NodePage(u.frame(w, r, id, "nodes", n.Name), v))
 }
 

@@ -80,6 +80,10 @@ func (u *UI) routes() {
 	u.handle("GET /nodes/{name}/edit", u.editNodeForm)
 	u.handle("POST /nodes/{name}/edit", u.saveNode)
 	u.handle("POST /nodes/{name}/delete", u.deleteNode)
+	u.handle("POST /nodes/{name}/power", u.nodePower)
+	u.handle("POST /power/bulk", u.powerBulk)
+	u.handle("GET /power/jobs", u.powerJobs)
+	u.handle("GET /power/jobs/{id}", u.powerJob)
 
 	u.handle("GET /discovered", u.discovered)
 	u.handle("POST /discovered/{mac}/assign", u.assignDiscovered)
