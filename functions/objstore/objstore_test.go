@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/herd-hpc/herd/functions/objstore"
 	"github.com/herd-hpc/herd/localdev/testenv"
@@ -43,5 +45,44 @@ func TestPutGetDeleteOnMinIO(t *testing.T) {
 	// Opening again finds the bucket made the first time.
 	if _, err := objstore.Open(ctx, objstore.Config{Endpoint: c.Endpoint, AccessKey: c.AccessKey, SecretKey: c.SecretKey, Bucket: c.Bucket}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestListAndStat(t *testing.T) {
+	ctx := context.Background()
+	c := testenv.S3(t)
+	s, err := objstore.Open(ctx, objstore.Config{Endpoint: c.Endpoint, AccessKey: c.AccessKey, SecretKey: c.SecretKey, Bucket: c.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-time.Minute)
+	for _, k := range []string{"blobs/b/2", "blobs/a/1", "manifests/m", "blobsx"} {
+		if err := s.Put(ctx, k, strings.NewReader(k), int64(len(k)), "text/plain"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var keys []string
+	for o, err := range s.List(ctx, "blobs/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Size != int64(len(o.Key)) || o.LastModified.Before(before) || o.LastModified.After(time.Now().Add(time.Minute)) {
+			t.Errorf("listed %+v", o)
+		}
+		keys = append(keys, o.Key)
+	}
+	if !slices.Equal(keys, []string{"blobs/a/1", "blobs/b/2"}) {
+		t.Errorf("listed %q", keys)
+	}
+	// Stopping early is fine.
+	for range s.List(ctx, "") {
+		break
+	}
+	st, err := s.Stat(ctx, "manifests/m")
+	if err != nil || st.Size != int64(len("manifests/m")) || st.Key != "manifests/m" {
+		t.Errorf("stat: %+v, %v", st, err)
+	}
+	if _, err := s.Stat(ctx, "manifests/none"); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("stat of a missing key: %v", err)
 	}
 }

@@ -111,11 +111,26 @@ func (s *Store) readBlob(ctx context.Context, d manifest.Digest, w io.Writer, si
 
 // PutManifest stores m and returns its digest, the version id.
 func (s *Store) PutManifest(ctx context.Context, m *manifest.Manifest) (manifest.Digest, error) {
+	return s.putManifest(ctx, m, nil)
+}
+
+// PutManifestLeased is PutManifest for an import holding lease l: the
+// manifest is pinned before the store looks whether it exists.
+func (s *Store) PutManifestLeased(ctx context.Context, m *manifest.Manifest, l Lease) (manifest.Digest, error) {
+	return s.putManifest(ctx, m, &l)
+}
+
+func (s *Store) putManifest(ctx context.Context, m *manifest.Manifest, l *Lease) (manifest.Digest, error) {
 	b, err := manifest.Encode(m)
 	if err != nil {
 		return manifest.Digest{}, err
 	}
 	d := manifest.Sum(b)
+	if l != nil {
+		if err := s.Pin(ctx, *l, d); err != nil {
+			return manifest.Digest{}, fmt.Errorf("store manifest %s: %w", d, err)
+		}
+	}
 	if _, err := s.putIfAbsent(ctx, ManifestKey(d), d, bytes.NewReader(b), int64(len(b))); err != nil {
 		return manifest.Digest{}, fmt.Errorf("store manifest %s: %w", d, err)
 	}

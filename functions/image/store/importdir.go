@@ -29,6 +29,10 @@ type Result struct {
 	Manifest      manifest.Digest // the new version
 	Base          manifest.Digest // the branch's version before; zero for a new branch
 	Changes       manifest.Changes
+	// Lease is the import's GC lease (see BeginImport), still held after
+	// StageDir so GC keeps the staged version until it is committed: end it
+	// with EndImport after the commit. ImportDir does.
+	Lease Lease
 }
 
 // ImportDir imports the tree dir as a new version of branch of the image
@@ -36,21 +40,37 @@ type Result struct {
 // manifest, then moves the branch. If the branch moved during the import,
 // it returns ErrConflict and the branch keeps the other commit.
 func (s *Store) ImportDir(ctx context.Context, image, branch, dir string) (Result, error) {
+	return s.ImportDirWith(ctx, image, branch, dir, CommitInfo{})
+}
+
+// ImportDirWith is ImportDir recording who imported and why in the
+// branch's history.
+func (s *Store) ImportDirWith(ctx context.Context, image, branch, dir string, info CommitInfo, opts ...Options) (Result, error) {
 	r, err := s.StageDir(ctx, image, branch, dir)
 	if err != nil {
 		return r, err
 	}
-	if err := s.Commit(ctx, image, branch, r.Base, r.Manifest); err != nil {
-		return r, err
+	info.Changes = &r.Changes
+	err = s.CommitWith(ctx, image, branch, r.Base, r.Manifest, info, opts...)
+	if e := s.EndImport(ctx, r.Lease); err == nil {
+		err = e
 	}
-	return r, nil
+	return r, err
 }
 
 // StageDir does all of ImportDir but moving the branch: it reads the
 // branch's current version (the base Commit must still find), scans dir,
-// uploads missing blobs and stores the manifest.
-func (s *Store) StageDir(ctx context.Context, image, branch, dir string) (Result, error) {
-	var r Result
+// uploads missing blobs and stores the manifest, all under an import lease
+// it returns in Result.Lease for the caller to end after its commit.
+func (s *Store) StageDir(ctx context.Context, image, branch, dir string) (r Result, err error) {
+	if r.Lease, err = s.BeginImport(ctx); err != nil {
+		return r, err
+	}
+	defer func() {
+		if err != nil {
+			s.EndImport(context.WithoutCancel(ctx), r.Lease)
+		}
+	}()
 	prev := &manifest.Manifest{Version: manifest.FormatVersion}
 	base, err := s.Branch(ctx, image, branch)
 	switch {
@@ -67,10 +87,13 @@ func (s *Store) StageDir(ctx context.Context, image, branch, dir string) (Result
 	if err != nil {
 		return r, err
 	}
+	if err := s.Pin(ctx, r.Lease, wholeBlobs(m)...); err != nil {
+		return r, fmt.Errorf("import %s: %w", dir, err)
+	}
 	if err := s.uploadFiles(ctx, dir, m, &r); err != nil {
 		return r, fmt.Errorf("import %s: %w", dir, err)
 	}
-	if r.Manifest, err = s.PutManifest(ctx, m); err != nil {
+	if r.Manifest, err = s.putManifest(ctx, m, &r.Lease); err != nil {
 		return r, fmt.Errorf("import %s: %w", dir, err)
 	}
 	r.Changes = manifest.Diff(prev, m)
@@ -98,7 +121,13 @@ func (s *Store) uploadFiles(ctx context.Context, dir string, m *manifest.Manifes
 		seen[d] = true
 		return true
 	}
-	up := func(d manifest.Digest, rd io.Reader, size int64) error {
+	up := func(d manifest.Digest, rd io.Reader, size int64, chunk bool) error {
+		if chunk {
+			// Whole-file blobs were pinned before the upload began.
+			if err := s.Pin(ctx, r.Lease, d); err != nil {
+				return err
+			}
+		}
 		ok, err := s.putIfAbsent(ctx, BlobKey(d), d, rd, size)
 		if ok {
 			blobs.Add(1)
@@ -138,14 +167,14 @@ func (s *Store) uploadFiles(ctx context.Context, dir string, m *manifest.Manifes
 
 // uploadFile uploads the file at path of entry e as one blob, or as chunks
 // when big; a small file's digest is already claimed by the caller.
-func (s *Store) uploadFile(ctx context.Context, path string, e *manifest.Entry, claim func(manifest.Digest) bool, up func(manifest.Digest, io.Reader, int64) error) error {
+func (s *Store) uploadFile(ctx context.Context, path string, e *manifest.Entry, claim func(manifest.Digest) bool, up func(d manifest.Digest, r io.Reader, size int64, chunk bool) error) error {
 	if !chunk.Chunked(int64(e.Size)) {
 		f, err := os.Open(path)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		return up(e.Digest, f, int64(e.Size))
+		return up(e.Digest, f, int64(e.Size), false)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -172,7 +201,7 @@ func (s *Store) uploadFile(ctx context.Context, path string, e *manifest.Entry, 
 		total += uint64(len(b))
 		chunks = append(chunks, manifest.Chunk{Digest: ch.Digest, Size: uint64(len(b))})
 		if claim(ch.Digest) {
-			if err := up(ch.Digest, bytes.NewReader(b), int64(len(b))); err != nil {
+			if err := up(ch.Digest, bytes.NewReader(b), int64(len(b)), true); err != nil {
 				return err
 			}
 		}
@@ -183,4 +212,15 @@ func (s *Store) uploadFile(ctx context.Context, path string, e *manifest.Entry, 
 	// Only this worker touches e until uploadFiles returns.
 	e.Chunks = chunks
 	return nil
+}
+
+// wholeBlobs returns the digests of the files of m stored as one blob.
+func wholeBlobs(m *manifest.Manifest) []manifest.Digest {
+	var ds []manifest.Digest
+	for i := range m.Entries {
+		if e := &m.Entries[i]; e.Type == manifest.TypeFile && e.Size > 0 && !chunk.Chunked(int64(e.Size)) {
+			ds = append(ds, e.Digest)
+		}
+	}
+	return ds
 }
