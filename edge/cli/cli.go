@@ -103,7 +103,7 @@ func (a *app) root() *command {
 			a.loginCommand(), a.logoutCommand(), a.whoamiCommand(),
 			a.nodeCommand(), a.groupCommand(), a.deviceCommand(), a.connectCommand(),
 			a.bootCommand(), a.auditCommand(), a.userCommand(), a.tokenCommand(),
-			a.powerCommand(), a.secretCommand(),
+			a.powerCommand(), a.secretCommand(), a.imageCommand(),
 			a.helpCommand(),
 		},
 	}

@@ -51,7 +51,9 @@ func newHerd(t *testing.T) *herd {
 	// The API beside the boot function, as herd-functions serves them:
 	// machines boot through the one and admins look through the other.
 	mux := http.NewServeMux()
-	mux.Handle(api.Prefix+"/", api.New(st, au, log))
+	a := api.New(st, au, log)
+	a.Images = newImageStore(t, st)
+	mux.Handle(api.Prefix+"/", a)
 	mux.Handle(boot.Prefix, boot.New(st, au, completeArtifacts{}, boot.Config{}, log))
 	srv := httptest.NewServer(mux)
 	// Cleanups run last first: closing the store ends a long poll still

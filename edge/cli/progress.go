@@ -145,3 +145,16 @@ func (a *app) each(ctx context.Context, verb string, names []string, fn func(ctx
 	bar.clear()
 	return failed
 }
+
+// set shows done of total with a label, for work measured in bytes rather
+// than in operations.
+func (p *progress) set(done, total int, label string) {
+	if p == nil {
+		return
+	}
+	p.done, p.total, p.name = done, max(total, 1), label
+	if t := p.now(); done >= total || t.Sub(p.last) >= 100*time.Millisecond {
+		p.last = t
+		p.draw()
+	}
+}

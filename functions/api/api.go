@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/herd-hpc/herd/functions/auth"
+	imgstore "github.com/herd-hpc/herd/functions/image/store"
 	"github.com/herd-hpc/herd/functions/model"
 	"github.com/herd-hpc/herd/functions/problem"
 	"github.com/herd-hpc/herd/functions/store"
@@ -42,6 +43,8 @@ type API struct {
 	mux   *http.ServeMux
 	// Objects, when set, is checked by /health beside Redis.
 	Objects interface{ Ping(context.Context) error }
+	// Images, when set, serves /images, /blobs and /manifests.
+	Images *imgstore.Store
 	// Routes lists every "METHOD /path" pattern served, for the OpenAPI test.
 	Routes []string
 }
@@ -105,6 +108,7 @@ func (a *API) routes() {
 	a.handle("GET "+Prefix+"/audit/follow", a.auditFollow)
 	accounts(a)
 	bootRoutes(a)
+	imageRoutes(a)
 	powerRoutes(a)
 
 	a.mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {

@@ -82,12 +82,7 @@ func (c *Client) do(ctx context.Context, method, path string, header http.Header
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		p := &Error{}
-		if json.Unmarshal(raw, p) != nil || p.Status == 0 {
-			p = &Error{Status: resp.StatusCode, Title: resp.Status, Detail: strings.TrimSpace(string(raw))}
-		}
-		return resp.Header, p
+		return resp.Header, answerError(resp)
 	}
 	if out != nil && resp.StatusCode != http.StatusNoContent {
 		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
@@ -95,6 +90,16 @@ func (c *Client) do(ctx context.Context, method, path string, header http.Header
 		}
 	}
 	return resp.Header, nil
+}
+
+// answerError reads a non-2xx answer as a problem.
+func answerError(resp *http.Response) *Error {
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	p := &Error{}
+	if json.Unmarshal(raw, p) != nil || p.Status == 0 {
+		p = &Error{Status: resp.StatusCode, Title: resp.Status, Detail: strings.TrimSpace(string(raw))}
+	}
+	return p
 }
 
 func ifMatch(rev int64) http.Header {

@@ -18,6 +18,7 @@ import (
 	"github.com/herd-hpc/herd/functions/auth"
 	"github.com/herd-hpc/herd/functions/boot"
 	"github.com/herd-hpc/herd/functions/lambda"
+	imgstore "github.com/herd-hpc/herd/functions/image/store"
 	"github.com/herd-hpc/herd/functions/objstore"
 	"github.com/herd-hpc/herd/functions/store"
 )
@@ -159,6 +160,8 @@ func Open(ctx context.Context, cfg Config, newUI UIFactory, log *slog.Logger) (*
 	f := &Functions{Store: st, Objects: obj, Auth: au, API: api.New(st, au, log),
 		Boot: boot.New(st, au, boot.ObjectArtifacts{Objects: obj, Seen: store.BootArtifacts{S: st}}, boot.Config{ServerURL: cfg.BootURL}, log)}
 	f.API.Objects = obj
+	rdb, prefix := st.Redis()
+	f.API.Images = imgstore.New(obj, rdb, prefix)
 	if newUI != nil {
 		f.UI = newUI(st, au, log)
 	}

@@ -160,3 +160,10 @@ func (s *Store) Record(ctx context.Context, a Actor, ev model.AuditEvent) error 
 	}
 	return nil
 }
+
+// AuditIn queues the audit event ev on pipe, a MULTI pipeline of the same
+// Redis that another store (the image store) executes with its own change,
+// so the change and its event are written together or not at all.
+func (s *Store) AuditIn(ctx context.Context, pipe redis.Pipeliner, a Actor, ev model.AuditEvent) {
+	s.addAudit(ctx, pipe, a, ev)
+}

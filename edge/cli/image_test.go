@@ -1,0 +1,247 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	imgstore "github.com/herd-hpc/herd/functions/image/store"
+	"github.com/herd-hpc/herd/functions/model"
+	"github.com/herd-hpc/herd/functions/objstore"
+	"github.com/herd-hpc/herd/functions/store"
+	"github.com/herd-hpc/herd/localdev/testenv"
+)
+
+func newImageStore(t *testing.T, st *store.Store) *imgstore.Store {
+	t.Helper()
+	cfg := testenv.S3(t)
+	obj, err := objstore.Open(context.Background(), objstore.Config{
+		Endpoint: cfg.Endpoint, AccessKey: cfg.AccessKey, SecretKey: cfg.SecretKey, Bucket: cfg.Bucket,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb, prefix := st.Redis()
+	return imgstore.New(obj, rdb, prefix)
+}
+
+func tree(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for p, data := range files {
+		full := filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestImageCommands(t *testing.T) {
+	h := loggedIn(t)
+	dir := tree(t, map[string]string{"etc/hostname": "x\n", "etc/motd": "hello\n"})
+
+	r := h.ok(h.run("image", "import", dir, "rocky 9"))
+	if !strings.Contains(r.stdout, "rocky 9:main is now") || !strings.Contains(r.stdout, "4 added") {
+		t.Fatalf("import said %q", r.stdout)
+	}
+	// Unchanged: nothing sent.
+	r = h.ok(h.run("image", "import", dir, "rocky 9"))
+	if !strings.Contains(r.stderr, "sent 0 B in 0 new blobs") {
+		t.Errorf("re-import said %q", r.stderr)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "etc/motd"), []byte("changed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = h.ok(h.run("image", "import", dir, "rocky 9:main", "-m", "new motd"))
+	if !strings.Contains(r.stdout, "1 changed") {
+		t.Errorf("second import said %q", r.stdout)
+	}
+
+	r = h.ok(h.run("image", "list"))
+	checkAligned(t, r.stdout)
+	if !strings.Contains(r.stdout, "rocky 9") {
+		t.Errorf("list: %q", r.stdout)
+	}
+	page := decode[model.Page[model.Image]](t, h.ok(h.run("image", "list", "--json")).stdout)
+	if page.Total != 1 || page.Items[0].Live != "main" {
+		t.Fatalf("list --json: %+v", page)
+	}
+
+	r = h.ok(h.run("image", "history", "rocky 9"))
+	checkAligned(t, r.stdout)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[1], "new motd") {
+		t.Fatalf("history:\n%s", r.stdout)
+	}
+	first := strings.Fields(lines[len(lines)-1])[0]
+
+	r = h.ok(h.run("image", "diff", "rocky 9", "sha256:"+first, "main"))
+	if strings.TrimSpace(r.stdout) != "~ etc/motd (content,mtime)" && strings.TrimSpace(r.stdout) != "~ etc/motd (content)" {
+		t.Errorf("diff: %q", r.stdout)
+	}
+
+	h.ok(h.run("image", "branch", "rocky 9", "testing"))
+	h.failed(h.run("image", "delete-branch", "rocky 9", "main"), 1, "live")
+	h.ok(h.run("image", "live", "rocky 9", "testing"))
+	h.ok(h.run("image", "rollback", "rocky 9:main", first[:8]))
+	h.failed(h.run("image", "rollback", "rocky 9:main", "00000000"), 1, "no version 00000000")
+
+	// migrate: one directory per image, named after it.
+	old := t.TempDir()
+	for _, name := range []string{"compute", "login"} {
+		d := filepath.Join(old, name)
+		if err := os.MkdirAll(filepath.Join(d, "etc"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "etc", "role"), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = h.ok(h.run("image", "migrate", filepath.Join(old, "compute"), filepath.Join(old, "login")))
+	if !strings.Contains(r.stdout, "compute:main is now") || !strings.Contains(r.stdout, "login:main is now") {
+		t.Errorf("migrate said %q", r.stdout)
+	}
+	h.failed(h.run("image", "migrate", filepath.Join(old, "login")), 1, "exists already")
+
+	h.failed(h.run("image", "delete", "compute"), 2, "--yes")
+	h.ok(h.run("image", "delete", "compute", "--yes"))
+	h.failed(h.run("image", "show", "compute"), 1, "compute")
+}
+
+// busyboxTree is a tiny root with a working /bin/sh: the host's busybox
+// and the libraries it links.
+func busyboxTree(t *testing.T) string {
+	t.Helper()
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatalf("busybox is needed (make deps installs it): %v", err)
+	}
+	dir := tree(t, map[string]string{"etc/motd": "old motd\n", "etc/old": "to be removed\n", "etc/resolv.conf": "# image's own\n"})
+	files := []string{bb}
+	out, err := exec.Command("ldd", bb).Output()
+	if err != nil {
+		t.Fatalf("ldd busybox: %v", err)
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if strings.HasPrefix(f, "/") {
+			files = append(files, f)
+		}
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(dir, f)
+		if f == bb {
+			dst = filepath.Join(dir, "bin", "busybox")
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"proc", "sys", "dev", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, applet := range []string{"sh", "rm", "grep", "sleep", "test", "cat"} {
+		if err := os.Symlink("busybox", filepath.Join(dir, "bin", applet)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func mountsUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir) {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}
+
+// TestImageExec edits a branch with a command in a chroot: the change is
+// committed and audited with the command; /proc, /dev and the host's
+// resolv.conf are there while it runs and gone after; a commit made by
+// someone else meanwhile makes the edit refuse, keeping the tree.
+func TestImageExec(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("image exec needs root")
+	}
+	h := loggedIn(t)
+	h.ok(h.run("image", "import", busyboxTree(t), "tiny"))
+	work := filepath.Join(t.TempDir(), "work")
+
+	script := `echo new motd > /etc/motd && rm /etc/old && test -e /proc/self/status && test -c /dev/null && ! grep -q "image's own" /etc/resolv.conf`
+	r := h.ok(h.run("image", "exec", "--dir", work, "tiny", "--", "/bin/sh", "-c", script))
+	if !strings.Contains(r.stdout, "tiny:main is now") || !strings.Contains(r.stdout, "2 changed, 1 removed") {
+		t.Fatalf("exec said %q / %q", r.stdout, r.stderr)
+	}
+	if m := mountsUnder(t, work); len(m) != 0 {
+		t.Errorf("mounts left after exec: %v", m)
+	}
+	hist := decode[model.Page[model.ImageVersion]](t, h.ok(h.run("image", "history", "tiny", "--json")).stdout)
+	if hist.Items[0].Message != "exec: /bin/sh -c "+script || hist.Items[0].User != "admin" {
+		t.Errorf("history record %+v", hist.Items[0])
+	}
+	d := h.ok(h.run("image", "diff", "tiny", hist.Items[1].Version, "main")).stdout
+	if !strings.Contains(d, "~ etc/motd") || !strings.Contains(d, "- etc/old") || strings.Contains(d, "resolv.conf") || strings.Contains(d, "herd-sync") {
+		t.Errorf("diff after exec:\n%s", d)
+	}
+	events, err := h.store.Audit(context.Background(), store.AuditQuery{Kind: "image", Method: "commit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var edit *model.AuditEvent
+	for i, ev := range events.Items {
+		if strings.Contains(ev.Msg, "exec: /bin/sh -c") {
+			edit = &events.Items[i]
+		}
+	}
+	if edit == nil || edit.Extras["removed_paths"] != "etc/old" || edit.User != "admin" {
+		t.Errorf("audit of the edit: %+v", edit)
+	}
+
+	// A failing command commits nothing.
+	h.failed(h.run("image", "exec", "--dir", work, "tiny", "--", "/bin/sh", "-c", "echo x > /etc/motd; exit 3"), 1, "nothing committed")
+
+	// Someone commits while the edit runs: the edit is refused.
+	gate := filepath.Join(work, "tmp", "go")
+	done := make(chan result)
+	go func() {
+		done <- h.run("image", "exec", "--dir", work, "tiny", "--", "/bin/sh", "-c",
+			"echo mine > /etc/motd; while [ ! -e /tmp/go ]; do sleep 0.05; done; rm /tmp/go")
+	}()
+	for {
+		if b, err := os.ReadFile(filepath.Join(work, "etc/motd")); err == nil && string(b) == "mine\n" {
+			break
+		}
+	}
+	other := busyboxTree(t)
+	if err := os.WriteFile(filepath.Join(other, "etc/motd"), []byte("theirs\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.ok(h.run("image", "import", other, "tiny"))
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.failed(<-done, 1, "changed by someone else", work)
+}

@@ -1,0 +1,101 @@
+package model
+
+import "time"
+
+// Image is an image as the API shows it: its branches and which is live.
+// Names are labels of any characters; the id never changes.
+type Image struct {
+	ID       string        `json:"id"`
+	Name     string        `json:"name"`
+	Live     string        `json:"live"`
+	Branches []ImageBranch `json:"branches"`
+	Created  time.Time     `json:"created,omitzero"`
+	Updated  time.Time     `json:"updated,omitzero"`
+}
+
+// ImageBranch is one branch and the version (manifest digest) it points at.
+type ImageBranch struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// ImagePatch renames an image or makes another branch live.
+type ImagePatch struct {
+	Name string `json:"name,omitempty"`
+	Live string `json:"live,omitempty"`
+}
+
+// BranchRequest creates branch Name as a copy of From (default: the live
+// branch).
+type BranchRequest struct {
+	Name string `json:"name"`
+	From string `json:"from,omitempty"`
+}
+
+// BranchPatch renames a branch.
+type BranchPatch struct {
+	Name string `json:"name"`
+}
+
+// CommitRequest moves a branch from Base (empty: the branch, or the image,
+// is new) to Version, a manifest already stored.
+type CommitRequest struct {
+	Base    string `json:"base,omitempty"`
+	Version string `json:"version"`
+	Message string `json:"message,omitempty"`
+}
+
+// CommitReply says what a commit changed.
+type CommitReply struct {
+	Image   string `json:"image"`
+	Branch  string `json:"branch"`
+	Version string `json:"version"`
+	Base    string `json:"base,omitempty"`
+	Added   int    `json:"added"`
+	Changed int    `json:"changed"`
+	Removed int    `json:"removed"`
+}
+
+// RollbackRequest moves a branch back to an earlier version of its own.
+type RollbackRequest struct {
+	To      string `json:"to"`
+	Message string `json:"message,omitempty"`
+}
+
+// ImageDiff lists the paths that differ between two versions.
+type ImageDiff struct {
+	Added   []string     `json:"added"`
+	Changed []PathChange `json:"changed"`
+	Removed []string     `json:"removed"`
+}
+
+// PathChange is one path in both versions and what differs ("content,mode").
+type PathChange struct {
+	Path string `json:"path"`
+	What string `json:"what"`
+}
+
+// MissingRequest asks which of these blob digests the store lacks.
+type MissingRequest struct {
+	Digests []string `json:"digests"`
+}
+
+// MissingReply lists the digests the store lacks.
+type MissingReply struct {
+	Missing []string `json:"missing"`
+}
+
+// ImageVersion is one record of a branch's history: the branch moved from
+// Previous to Version, by Kind (commit, rollback, branch).
+type ImageVersion struct {
+	Version  string    `json:"version"`
+	Previous string    `json:"previous,omitempty"`
+	Time     time.Time `json:"time"`
+	User     string    `json:"user,omitempty"`
+	Message  string    `json:"message,omitempty"`
+	Kind     string    `json:"kind"`
+	From     string    `json:"from,omitempty"`
+	Added    int       `json:"added"`
+	Changed  int       `json:"changed"`
+	Removed  int       `json:"removed"`
+}
