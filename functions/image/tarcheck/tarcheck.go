@@ -123,7 +123,7 @@ func (c *Checker) check(i int, h *tar.Header) error {
 	if i >= c.lim.MaxEntries {
 		return fmt.Errorf("%w: limit %d", ErrTooMany, c.lim.MaxEntries)
 	}
-	p, err := cleanPath(h.Name)
+	p, err := CleanPath(h.Name)
 	if err != nil {
 		return err
 	}
@@ -172,9 +172,10 @@ func (c *Checker) check(i int, h *tar.Header) error {
 	return nil
 }
 
-// cleanPath returns name as a manifest path: "." for the root, else its
+// CleanPath returns name as a manifest path: "." for the root, else its
 // elements joined by "/" without "." or empty elements ("./usr/" is "usr").
-func cleanPath(name string) (string, error) {
+// It refuses what Check refuses about a name on its own.
+func CleanPath(name string) (string, error) {
 	if err := checkName(name); err != nil {
 		return "", err
 	}
@@ -294,7 +295,7 @@ func checkSymlink(p, target string) error {
 // checkHardlink requires the target to be an earlier regular file: a link to
 // anything else, or to a name not yet written, cannot be created in order.
 func (c *Checker) checkHardlink(p, target string) error {
-	t, err := cleanPath(target)
+	t, err := CleanPath(target)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrLinkTarget, err)
 	}
