@@ -12,6 +12,7 @@ import (
 	bsync "github.com/herd-hpc/herd/bootenv/sync"
 
 	"github.com/herd-hpc/herd/functions/client"
+	"github.com/herd-hpc/herd/functions/image/archive"
 	"github.com/herd-hpc/herd/functions/image/manifest"
 	"github.com/herd-hpc/herd/functions/image/push"
 	"github.com/herd-hpc/herd/functions/model"
@@ -46,9 +47,13 @@ the whole argument is tried as a name first.`,
 			},
 			{
 				name: "import", args: "SOURCE IMAGE[:BRANCH]", minArgs: 2, maxArgs: 2,
-				summary: "import a directory tree as a new version of a branch",
-				help: `Imports SOURCE, a directory holding a root filesystem (a chroot), as a new
-version of the branch (default main for a new image, else the live
+				summary: "import a tree or an archive as a new version of a branch",
+				help: `Imports SOURCE as a new version of the branch: a directory holding a root
+filesystem (a chroot), a tar archive (plain, gzip, zstd, xz or bzip2), an
+OCI image layout directory or a docker save archive. Archives are read as
+they stream; one with .., absolute paths, links out of the tree, duplicate
+entries or truncated data is refused naming the entry, and no version is
+made. The new version belongs to the branch (default main for a new image, else the live
 branch); the image and branch are created when new. Only content herd
 does not have yet is sent: re-importing an unchanged tree sends nothing.
 If someone else committed to the branch meanwhile, the import is refused
@@ -358,12 +363,12 @@ func (a *app) pushCommit(ctx context.Context, cl *client.Client, dir, image, bra
 
 func (a *app) imageImport(ctx context.Context, src, ref, msg string) error {
 	const cmd = "image import"
-	st, err := os.Stat(src)
+	kind, err := archive.Detect(src)
 	if err != nil {
 		return fail(cmd, err)
 	}
-	if !st.IsDir() {
-		return usagef(cmd, "%s is not a directory", src)
+	if kind == archive.KindUnknown {
+		return usagef(cmd, "%s is neither a directory tree, a tar archive, an OCI layout nor a docker save archive", src)
 	}
 	cl, err := a.client()
 	if err != nil {
@@ -386,12 +391,54 @@ func (a *app) imageImport(ctx context.Context, src, ref, msg string) error {
 	if msg == "" {
 		msg = "import " + src
 	}
-	r, reply, err := a.pushCommit(ctx, cl, src, image, branch, base, msg)
+	var (
+		r     push.Result
+		reply model.CommitReply
+	)
+	if kind == archive.KindDir {
+		r, reply, err = a.pushCommit(ctx, cl, src, image, branch, base, msg)
+	} else {
+		r, reply, err = a.importArchive(ctx, cl, kind, src, image, branch, base, msg)
+	}
 	if err != nil {
 		return fail(fmt.Sprintf("import %s into %s:%s", src, image, branch), err)
 	}
 	a.printCommit(r, reply)
 	return nil
+}
+
+// importArchive streams a tar, OCI layout or docker save archive into
+// herd (nothing is extracted) and commits the version it makes.
+func (a *app) importArchive(ctx context.Context, cl *client.Client, kind archive.Kind, src, image, branch string, base manifest.Digest, msg string) (push.Result, model.CommitReply, error) {
+	var (
+		m   *manifest.Manifest
+		st  archive.Stats
+		err error
+	)
+	fmt.Fprintf(a.stderr, "reading %s\n", src)
+	if kind == archive.KindOCI {
+		m, st, err = archive.FromOCI(ctx, cl, src, archive.Options{})
+	} else {
+		var f *os.File
+		if f, err = os.Open(src); err != nil {
+			return push.Result{}, model.CommitReply{}, err
+		}
+		defer f.Close()
+		if kind == archive.KindDockerSave {
+			m, st, err = archive.FromDockerSave(ctx, cl, f, archive.Options{})
+		} else {
+			m, st, err = archive.FromTar(ctx, cl, f, archive.Options{})
+		}
+	}
+	if err != nil {
+		return push.Result{}, model.CommitReply{}, err
+	}
+	r := push.Result{Files: st.Files, BytesScanned: st.BytesRead, BlobsUploaded: st.BlobsUploaded, BytesUploaded: st.BytesUploaded}
+	if r.Manifest, err = cl.PutManifest(ctx, m); err != nil {
+		return r, model.CommitReply{}, err
+	}
+	reply, err := cl.Commit(ctx, image, branch, base, r.Manifest, msg)
+	return r, reply, err
 }
 
 func (a *app) printCommit(r push.Result, reply model.CommitReply) {

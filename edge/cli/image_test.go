@@ -245,3 +245,33 @@ func TestImageExec(t *testing.T) {
 	}
 	h.failed(<-done, 1, "changed by someone else", work)
 }
+
+// TestImageImportArchive imports a tar.gz made by GNU tar and refuses a
+// hostile one, leaving the branch where it was.
+func TestImageImportArchive(t *testing.T) {
+	h := loggedIn(t)
+	dir := tree(t, map[string]string{"etc/hostname": "x\n", "usr/bin/tool": "#!/bin/sh\n"})
+	tgz := filepath.Join(t.TempDir(), "root.tar.gz")
+	if out, err := exec.Command("tar", "--format=posix", "-C", dir, "-czf", tgz, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, out)
+	}
+	r := h.ok(h.run("image", "import", tgz, "from-tar"))
+	if !strings.Contains(r.stdout, "from-tar:main is now") || !strings.Contains(r.stdout, "6 added") {
+		t.Fatalf("import said %q", r.stdout)
+	}
+	// The same tree as a directory is the same version: nothing changes.
+	r = h.ok(h.run("image", "import", dir, "from-tar"))
+	if !strings.Contains(r.stdout, "0 added, 0 changed, 0 removed") {
+		t.Errorf("directory import of the same tree said %q", r.stdout)
+	}
+
+	evil := filepath.Join(t.TempDir(), "evil.tar")
+	if out, err := exec.Command("tar", "-C", dir, "-cf", evil, "--transform", "s,^./etc,../../etc,", "./etc/hostname").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, out)
+	}
+	before := h.ok(h.run("image", "show", "from-tar", "--json")).stdout
+	h.failed(h.run("image", "import", evil, "from-tar"), 1, "../../etc/hostname")
+	if after := h.ok(h.run("image", "show", "from-tar", "--json")).stdout; after != before {
+		t.Errorf("a refused archive moved the branch:\n%s\n%s", before, after)
+	}
+}
