@@ -21,7 +21,7 @@ import (
 type completeArtifacts struct{}
 
 func (completeArtifacts) Image(_ context.Context, image, branch string) (string, string, error) {
-	return boot.ImageKey(image, branch, "kernel"), boot.ImageKey(image, branch, "initrd"), nil
+	return boot.ImageKey(image, branch, "kernel"), boot.ImageKey(image, branch, boot.ModulesFile), nil
 }
 func (completeArtifacts) Bootenv(context.Context) (string, error) { return boot.BootenvKey, nil }
 func (completeArtifacts) Open(_ context.Context, key string) (*boot.Artifact, error) {

@@ -132,8 +132,12 @@ func TestUnknownNodeIsDiscoveredAssignedAndBoots(t *testing.T) {
 		Interfaces: []model.Interface{{Name: "eth0", Address: "127.0.5.42/8", Boot: true}}}); err != nil {
 		t.Fatal(err)
 	}
-	// Boot files as the image store will publish them.
-	for _, key := range []string{boot.ImageKey("Rocky 9/HPC", boot.LiveBranch, "kernel"), boot.ImageKey("Rocky 9/HPC", boot.LiveBranch, "initrd"), boot.BootenvKey} {
+	// An image whose live branch is main, with boot files where the image
+	// store publishes them.
+	if _, err := fns.API.Images.CreateEmpty(ctx, "Rocky 9/HPC", "main"); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{boot.ImageKey("Rocky 9/HPC", "main", "kernel"), boot.ImageKey("Rocky 9/HPC", "main", boot.ModulesFile), boot.BootenvKey} {
 		body := "file " + key
 		if err := fns.Objects.Put(ctx, key, strings.NewReader(body), int64(len(body)), "application/octet-stream"); err != nil {
 			t.Fatal(err)

@@ -65,7 +65,10 @@ func startCluster(t *testing.T) cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{boot.ImageKey("e2e", boot.LiveBranch, "kernel"), boot.ImageKey("e2e", boot.LiveBranch, "initrd"), boot.BootenvKey} {
+	if _, err := fns.API.Images.CreateEmpty(ctx, "e2e", "main"); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{boot.ImageKey("e2e", "main", "kernel"), boot.ImageKey("e2e", "main", boot.ModulesFile), boot.BootenvKey} {
 		body := bytes.Repeat([]byte(key), 1000)
 		if _, err := mc.PutObject(ctx, s3.Bucket, key, bytes.NewReader(body), int64(len(body)), minio.PutObjectOptions{}); err != nil {
 			t.Fatal(err)

@@ -442,8 +442,22 @@ func (a *API) commitBranch(w http.ResponseWriter, r *http.Request, id auth.Ident
 	if err := s.CommitWith(ctx, name, branch, base, next, info, a.audited(ctx, id, ev)); err != nil {
 		return imageErr(err)
 	}
-	return reply(w, http.StatusOK, model.CommitReply{Image: name, Branch: branch, Version: next.String(), Base: req.Base,
-		Added: len(changes.Added), Changed: len(changes.Changed), Removed: len(changes.Removed)})
+	out := model.CommitReply{Image: name, Branch: branch, Version: next.String(), Base: req.Base,
+		Added: len(changes.Added), Changed: len(changes.Changed), Removed: len(changes.Removed)}
+	// Nodes boot the branch's kernel: publish it with the commit. The
+	// commit stands either way; an image without a kernel is normal until
+	// one is installed.
+	p, err := s.Publish(ctx, name, branch)
+	switch {
+	case err == nil:
+		out.Kernel = p.Default
+	case errors.Is(err, imgstore.ErrNoKernel):
+		out.Note = "no kernel in this version: nodes cannot boot it until one is installed"
+	default:
+		a.log.Error("publish boot files", "image", name, "branch", branch, "err", err)
+		out.Note = "committed, but its boot files could not be published: " + err.Error()
+	}
+	return reply(w, http.StatusOK, out)
 }
 
 func (a *API) rollbackBranch(w http.ResponseWriter, r *http.Request, id auth.Identity) error {

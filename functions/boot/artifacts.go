@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	imgstore "github.com/herd-hpc/herd/functions/image/store"
+
 	"github.com/minio/minio-go/v7"
 
 	"github.com/herd-hpc/herd/functions/model"
@@ -61,32 +63,16 @@ const LiveBranch = "live"
 // BootenvKey is where bootenv's initramfs lives in the object store.
 const BootenvKey = "bootenv/initramfs"
 
-// ImageKey is the object key of one file of an image branch:
-// images/<image>/<branch>/<file>, names escaped by KeySegment.
-func ImageKey(image, branch, file string) string {
-	return "images/" + KeySegment(image) + "/" + KeySegment(branch) + "/" + file
-}
+// ModulesFile is the image file iPXE loads after bootenv: the kernel's
+// modules as a cpio archive the kernel appends to bootenv's initramfs
+// (functions/image/store.Publish writes it beside the kernel).
+const ModulesFile = "modules"
 
-// KeySegment escapes a name (image names may hold any characters) into one
-// segment of an object key: letters, digits, '-', '_' and '.' stay, every
-// other byte becomes %XX, and "." and ".." are escaped whole, so distinct
-// names give distinct segments and no segment means "this" or "parent".
-func KeySegment(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' {
-			b.WriteByte(c)
-			continue
-		}
-		fmt.Fprintf(&b, "%%%02X", c)
-	}
-	out := b.String()
-	if out == "." || out == ".." {
-		out = strings.Repeat("%2E", len(out))
-	}
-	return out
-}
+// ImageKey is the object key of one published boot file of an image branch.
+func ImageKey(image, branch, file string) string { return imgstore.ArtifactKey(image, branch, file) }
+
+// KeySegment escapes a name into one segment of an object key.
+func KeySegment(s string) string { return imgstore.KeySegment(s) }
 
 // ObjectArtifacts serves boot files from the object store.
 type ObjectArtifacts struct {
@@ -95,6 +81,9 @@ type ObjectArtifacts struct {
 	// so a boot storm asks the object store once per file, not three
 	// times per node. It is shared (Redis), like everything functions know.
 	Seen Presence
+	// Live, when set, names an image's live branch: a node that pins no
+	// branch (LiveBranch) boots the files published for that branch.
+	Live func(ctx context.Context, image string) (string, error)
 }
 
 // Presence remembers which object keys were found to exist.
@@ -107,13 +96,23 @@ type Presence interface {
 
 // Image checks that the branch's kernel and initrd exist.
 func (a ObjectArtifacts) Image(ctx context.Context, image, branch string) (string, string, error) {
-	kernel, initrd := ImageKey(image, branch, "kernel"), ImageKey(image, branch, "initrd")
+	if branch == LiveBranch && a.Live != nil {
+		live, err := a.Live(ctx, image)
+		if errors.Is(err, imgstore.ErrNotFound) {
+			return "", "", &MissingError{What: "image " + image, Key: "images/" + KeySegment(image)}
+		}
+		if err != nil {
+			return "", "", err
+		}
+		branch = live
+	}
+	kernel, initrd := ImageKey(image, branch, "kernel"), ImageKey(image, branch, ModulesFile)
 	what := fmt.Sprintf("image %s branch %s", image, branch)
 	var (
 		wg   sync.WaitGroup
 		errs [2]error
 	)
-	for i, f := range []struct{ key, what string }{{kernel, "kernel of " + what}, {initrd, "initrd of " + what}} {
+	for i, f := range []struct{ key, what string }{{kernel, "kernel of " + what}, {initrd, "kernel modules of " + what}} {
 		wg.Go(func() { errs[i] = a.exists(ctx, f.key, f.what) })
 	}
 	wg.Wait()

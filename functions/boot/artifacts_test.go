@@ -89,7 +89,7 @@ func TestLargeArtifactStreams(t *testing.T) {
 	e := newEnv(t, boot.Config{})
 	id, token := e.bootNode("node001", "52:54:00:00:00:01")
 	const size = 50 << 20
-	key := boot.ImageKey("rocky9", boot.LiveBranch, "initrd")
+	key := boot.ImageKey("rocky9", boot.LiveBranch, boot.ModulesFile)
 	want := sha256.New()
 	src := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{1}), size), want)
 	if err := e.obj.Put(context.Background(), key, src, size, "application/octet-stream"); err != nil {

@@ -22,7 +22,7 @@ import (
 type memArtifacts struct{}
 
 func (memArtifacts) Image(_ context.Context, image, branch string) (string, string, error) {
-	return boot.ImageKey(image, branch, "kernel"), boot.ImageKey(image, branch, "initrd"), nil
+	return boot.ImageKey(image, branch, "kernel"), boot.ImageKey(image, branch, boot.ModulesFile), nil
 }
 func (memArtifacts) Bootenv(context.Context) (string, error) { return boot.BootenvKey, nil }
 func (memArtifacts) Open(_ context.Context, key string) (*boot.Artifact, error) {

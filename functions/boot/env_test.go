@@ -155,7 +155,7 @@ func (e *env) put(key string, data []byte) {
 func (e *env) image(image, branch string) {
 	e.t.Helper()
 	e.put(boot.ImageKey(image, branch, "kernel"), []byte("kernel of "+image))
-	e.put(boot.ImageKey(image, branch, "initrd"), []byte("initrd of "+image))
+	e.put(boot.ImageKey(image, branch, boot.ModulesFile), []byte("initrd of "+image))
 	e.put(boot.BootenvKey, []byte("bootenv initramfs"))
 }
 

@@ -111,7 +111,7 @@ func TestNodeWaits(t *testing.T) {
 	if _, err := e.st.ReplaceGroup(ctx, admin(), g, 0); err != nil {
 		t.Fatal(err)
 	}
-	e.put(boot.ImageKey("rocky9", "testing", "initrd"), []byte("initrd"))
+	e.put(boot.ImageKey("rocky9", "testing", boot.ModulesFile), []byte("initrd"))
 	status, _, body = e.get(retryPath(t, body))
 	if status != 200 || retrySession(t, body) != id {
 		t.Fatalf("retry: %d, want the same session %s:\n%s", status, id, body)
@@ -262,7 +262,7 @@ func TestScriptsPure(t *testing.T) {
 	golden(t, "error", boot.ErrorScript("mac: \"x\" is not a MAC; $(rm) #1 | && ;", server+"/boot/ipxe", 30*time.Second))
 	b := boot.Boot{Server: server, Node: "node001", MAC: "52:54:00:12:34:56", Image: "rocky9", Branch: "live",
 		Session: "0123456789abcdef0123456789abcdef", Token: "hbt_TOKEN",
-		Kernel: boot.ImageKey("rocky9", "live", "kernel"), Initrd: boot.ImageKey("rocky9", "live", "initrd"), Bootenv: boot.BootenvKey}
+		Kernel: boot.ImageKey("rocky9", "live", "kernel"), Initrd: boot.ImageKey("rocky9", "live", boot.ModulesFile), Bootenv: boot.BootenvKey}
 	golden(t, "render_pcbios", b.Render())
 	b.Platform = "efi"
 	golden(t, "render_efi", b.Render())

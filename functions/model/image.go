@@ -54,6 +54,10 @@ type CommitReply struct {
 	Added   int    `json:"added"`
 	Changed int    `json:"changed"`
 	Removed int    `json:"removed"`
+	// Kernel is the kernel version published for booting this branch.
+	Kernel string `json:"kernel,omitempty"`
+	// Note says what nodes will not be able to do with this version.
+	Note string `json:"note,omitempty"`
 }
 
 // RollbackRequest moves a branch back to an earlier version of its own.

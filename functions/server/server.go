@@ -17,8 +17,8 @@ import (
 	"github.com/herd-hpc/herd/functions/api"
 	"github.com/herd-hpc/herd/functions/auth"
 	"github.com/herd-hpc/herd/functions/boot"
-	"github.com/herd-hpc/herd/functions/lambda"
 	imgstore "github.com/herd-hpc/herd/functions/image/store"
+	"github.com/herd-hpc/herd/functions/lambda"
 	"github.com/herd-hpc/herd/functions/objstore"
 	"github.com/herd-hpc/herd/functions/store"
 )
@@ -157,11 +157,13 @@ func Open(ctx context.Context, cfg Config, newUI UIFactory, log *slog.Logger) (*
 		return nil, err
 	}
 	au := &auth.Service{Store: st, SessionTTL: cfg.SessionTTL, EdgeSecret: cfg.EdgeSecret, Log: log}
-	f := &Functions{Store: st, Objects: obj, Auth: au, API: api.New(st, au, log),
-		Boot: boot.New(st, au, boot.ObjectArtifacts{Objects: obj, Seen: store.BootArtifacts{S: st}}, boot.Config{ServerURL: cfg.BootURL}, log)}
-	f.API.Objects = obj
 	rdb, prefix := st.Redis()
-	f.API.Images = imgstore.New(obj, rdb, prefix)
+	images := imgstore.New(obj, rdb, prefix)
+	art := boot.ObjectArtifacts{Objects: obj, Seen: store.BootArtifacts{S: st}, Live: images.Live}
+	f := &Functions{Store: st, Objects: obj, Auth: au, API: api.New(st, au, log),
+		Boot: boot.New(st, au, art, boot.Config{ServerURL: cfg.BootURL}, log)}
+	f.API.Objects = obj
+	f.API.Images = images
 	if newUI != nil {
 		f.UI = newUI(st, au, log)
 	}

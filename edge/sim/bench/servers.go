@@ -16,6 +16,10 @@ import (
 	"strings"
 	"time"
 
+	imgstore "github.com/herd-hpc/herd/functions/image/store"
+	"github.com/herd-hpc/herd/functions/objstore"
+	"github.com/herd-hpc/herd/functions/store"
+
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/redis/go-redis/v9"
@@ -164,15 +168,38 @@ func (h *herd) uploadArtifacts(ctx context.Context) error {
 	if err := mc.MakeBucket(ctx, h.bucket, minio.MakeBucketOptions{}); err != nil {
 		return fmt.Errorf("create bucket %s at %s: %w", h.bucket, h.backing.S3Endpoint, err)
 	}
+	if err := h.createImage(ctx); err != nil {
+		return err
+	}
 	for key, size := range map[string]int{
-		boot.ImageKey(benchImage, boot.LiveBranch, "kernel"): 8 << 20,
-		boot.ImageKey(benchImage, boot.LiveBranch, "initrd"): 16 << 20,
+		boot.ImageKey(benchImage, "main", "kernel"):         8 << 20,
+		boot.ImageKey(benchImage, "main", boot.ModulesFile): 16 << 20,
 		boot.BootenvKey: 12 << 20,
 	} {
 		body := bytes.Repeat([]byte("herd-sim"), size/8)
 		if _, err := mc.PutObject(ctx, h.bucket, key, bytes.NewReader(body), int64(len(body)), minio.PutObjectOptions{}); err != nil {
 			return fmt.Errorf("upload %s: %w", key, err)
 		}
+	}
+	return nil
+}
+
+// createImage makes image bench, live branch main, in the image store
+// functions reads.
+func (h *herd) createImage(ctx context.Context) error {
+	st, err := store.Open(ctx, store.Config{RedisURL: h.backing.RedisURL, Prefix: h.prefix})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	obj, err := objstore.Open(ctx, objstore.Config{Endpoint: h.backing.S3Endpoint, AccessKey: h.backing.S3AccessKey,
+		SecretKey: h.backing.S3Secret, Bucket: h.bucket})
+	if err != nil {
+		return err
+	}
+	rdb, prefix := st.Redis()
+	if _, err := imgstore.New(obj, rdb, prefix).CreateEmpty(ctx, benchImage, "main"); err != nil {
+		return fmt.Errorf("create image %s: %w", benchImage, err)
 	}
 	return nil
 }

@@ -23,3 +23,15 @@ func (s *Store) OpenBlob(ctx context.Context, d manifest.Digest) (io.ReadCloser,
 	}
 	return rc, n, nil
 }
+
+// CreateEmpty makes the image with branch (live) pointing at a version that
+// holds only an empty root directory, and returns that version. Simulators
+// and tests use it to boot nodes before any real image is imported.
+func (s *Store) CreateEmpty(ctx context.Context, image, branch string) (manifest.Digest, error) {
+	m := &manifest.Manifest{Version: manifest.FormatVersion, Entries: []manifest.Entry{{Path: ".", Type: manifest.TypeDir, Mode: 0o755}}}
+	d, err := s.PutManifest(ctx, m)
+	if err != nil {
+		return d, err
+	}
+	return d, s.Commit(ctx, image, branch, manifest.Digest{}, d)
+}
