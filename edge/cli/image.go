@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	bsync "github.com/herd-hpc/herd/bootenv/sync"
 
 	"github.com/herd-hpc/herd/functions/client"
 	"github.com/herd-hpc/herd/functions/image/archive"
+	"github.com/herd-hpc/herd/functions/image/kernel"
 	"github.com/herd-hpc/herd/functions/image/manifest"
 	"github.com/herd-hpc/herd/functions/image/push"
 	"github.com/herd-hpc/herd/functions/model"
@@ -168,6 +170,29 @@ new history record, so it can itself be rolled back.`,
 					return func(ctx context.Context, args []string) error {
 						return a.imageDiff(ctx, args[0], args[1], args[2], *asJSON)
 					}
+				},
+			},
+			{
+				name: "kernels", args: "IMAGE[:BRANCH]", minArgs: 1, maxArgs: 1,
+				summary: "list the kernels found in a branch, newest first",
+				help: `Lists the kernels of the branch's version with their initramfs and
+modules. Nodes boot the newest; herd publishes it (and a modules archive
+for the provisioner) when the branch is committed.`,
+				flags: func(fs *flag.FlagSet) action {
+					asJSON := fs.Bool("json", false, "print JSON")
+					return func(ctx context.Context, args []string) error { return a.imageKernels(ctx, args[0], *asJSON) }
+				},
+			},
+			{
+				name: "gc", maxArgs: 0, summary: "free content no image version refers to",
+				help: `Deletes blobs and versions that no branch, no branch history (so rollback
+keeps working) and no running import refers to, and that are older than
+the grace period. Safe while imports run.`,
+				flags: func(fs *flag.FlagSet) action {
+					dry := fs.Bool("dry-run", false, "count what would be freed, delete nothing")
+					grace := fs.Duration("grace", 0, "keep unreferenced content younger than `DURATION` (default 1h)")
+					asJSON := fs.Bool("json", false, "print JSON")
+					return func(ctx context.Context, _ []string) error { return a.imageGC(ctx, *dry, *grace, *asJSON) }
 				},
 			},
 		}, a.imageEditCommands()...),
@@ -656,5 +681,74 @@ func (a *app) imageDiff(ctx context.Context, image, from, to string, asJSON bool
 		fmt.Fprintf(a.stdout, "- %s\n", p)
 	}
 	fmt.Fprintf(a.stderr, "%d added, %d changed, %d removed\n", len(d.Added), len(d.Changed), len(d.Removed))
+	return nil
+}
+
+func (a *app) imageKernels(ctx context.Context, ref string, asJSON bool) error {
+	const cmd = "image kernels"
+	cl, err := a.client()
+	if err != nil {
+		return err
+	}
+	image, branch, exists, err := a.branchRef(ctx, cl, ref)
+	if err != nil {
+		return fail(cmd, err)
+	}
+	if !exists {
+		return fmt.Errorf("%s: no image %s", cmd, image)
+	}
+	im, err := cl.Image(ctx, image)
+	if err != nil {
+		return fail(cmd, err)
+	}
+	v, err := branchVersion(im, branch)
+	if err != nil || v.IsZero() {
+		return fmt.Errorf("%s: image %s has no branch %s", cmd, image, branch)
+	}
+	m, err := cl.Manifest(ctx, v)
+	if err != nil {
+		return fail(cmd, err)
+	}
+	ks := kernel.Find(m)
+	if asJSON {
+		if ks == nil {
+			ks = []kernel.Kernel{}
+		}
+		return writeJSON(a.stdout, ks)
+	}
+	if len(ks) == 0 {
+		fmt.Fprintf(a.stderr, "No kernel in %s:%s: nodes cannot boot it until one is installed.\n", image, branch)
+		return nil
+	}
+	t := newTable(a.stdout, "VERSION", "KERNEL", "SIZE", "INITRD", "MODULES")
+	for _, k := range ks {
+		t.row(k.Version, "/"+k.Path, humanBytes(k.Size), "/"+k.Initrd, fmt.Sprintf("%d in /%s", k.ModuleCount, k.ModulesDir))
+	}
+	return t.flush()
+}
+
+func (a *app) imageGC(ctx context.Context, dry bool, grace time.Duration, asJSON bool) error {
+	cl, err := a.client()
+	if err != nil {
+		return err
+	}
+	req := model.GCRequest{DryRun: dry}
+	if grace > 0 {
+		req.Grace = grace.String()
+	}
+	rep, err := cl.GC(ctx, req)
+	if err != nil {
+		return fail("image gc", err)
+	}
+	if asJSON {
+		return writeJSON(a.stdout, rep)
+	}
+	verb := "freed"
+	if dry {
+		verb = "would free"
+	}
+	fmt.Fprintf(a.stdout, "%s %s: %s and %s; kept %s referenced by %s, and %s too young to judge\n",
+		verb, humanBytes(uint64(rep.BytesFreed)), plural(rep.DeletedBlobs, "blob"), plural(rep.DeletedManifests, "version"),
+		plural(rep.Blobs, "blob"), plural(rep.Versions, "version"), plural(rep.KeptYoung, "object"))
 	return nil
 }

@@ -275,3 +275,33 @@ func TestImageImportArchive(t *testing.T) {
 		t.Errorf("a refused archive moved the branch:\n%s\n%s", before, after)
 	}
 }
+
+func TestImageKernelsAndGC(t *testing.T) {
+	h := loggedIn(t)
+	dir := tree(t, map[string]string{
+		"boot/vmlinuz-6.1.0-9-amd64":                            "old kernel",
+		"boot/vmlinuz-6.1.0-28-amd64":                           "new kernel",
+		"lib/modules/6.1.0-28-amd64/kernel/fs/ext4/ext4.ko":     "module",
+		"lib/modules/6.1.0-28-amd64/kernel/drivers/md/raid1.ko": "module",
+		"lib/modules/6.1.0-28-amd64/modules.dep":                "",
+	})
+	h.ok(h.run("image", "import", dir, "debian"))
+	r := h.ok(h.run("image", "kernels", "debian"))
+	checkAligned(t, r.stdout)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], "6.1.0-28-amd64") || !strings.Contains(lines[1], "2 in /lib/modules/6.1.0-28-amd64") {
+		t.Fatalf("kernels:\n%s", r.stdout)
+	}
+
+	// Content of a deleted image goes, once old enough; a dry run frees nothing.
+	h.ok(h.run("image", "import", tree(t, map[string]string{"only-here": "unique content"}), "scratch"))
+	h.ok(h.run("image", "delete", "scratch", "--yes"))
+	r = h.ok(h.run("image", "gc", "--dry-run", "--grace", "1m"))
+	if !strings.Contains(r.stdout, "would free 0 B") {
+		t.Errorf("dry run with content younger than the grace: %q", r.stdout)
+	}
+	rep := decode[model.GCReport](t, h.ok(h.run("image", "gc", "--json")).stdout)
+	if rep.DeletedBlobs != 0 || rep.KeptYoung == 0 {
+		t.Errorf("gc deleted young content: %+v", rep)
+	}
+}

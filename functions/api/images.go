@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -45,6 +46,7 @@ func imageRoutes(a *API) {
 	a.handle("POST "+p+"/images/{image}/branches/{branch}/commits", a.commitBranch)
 	a.handle("POST "+p+"/images/{image}/branches/{branch}/rollback", a.rollbackBranch)
 	a.handle("GET "+p+"/images/{image}/diff", a.imageDiff)
+	a.handle("POST "+p+"/images/gc", a.imageGC)
 	a.handle("POST "+p+"/blobs/missing", a.missingBlobs)
 	a.handle("PUT "+p+"/blobs/{digest}", a.putBlob)
 	a.handle("GET "+p+"/blobs/{digest}", a.getBlob)
@@ -682,4 +684,38 @@ func (a *API) getManifest(w http.ResponseWriter, r *http.Request, _ auth.Identit
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 	_, err = io.Copy(w, bytes.NewReader(b))
 	return err
+}
+
+func (a *API) imageGC(w http.ResponseWriter, r *http.Request, id auth.Identity) error {
+	s, err := a.imgs()
+	if err != nil {
+		return err
+	}
+	var req model.GCRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	opts := imgstore.GCOptions{DryRun: req.DryRun}
+	if req.Grace != "" {
+		if opts.Grace, err = time.ParseDuration(req.Grace); err != nil || opts.Grace < time.Minute {
+			return problem.New(http.StatusBadRequest, "bad-grace", "Bad grace period",
+				fmt.Sprintf("grace %q must be a duration of at least 1m, such as 1h", req.Grace))
+		}
+	}
+	res, err := s.GC(r.Context(), opts)
+	if errors.Is(err, imgstore.ErrGCRunning) {
+		return problem.New(http.StatusConflict, "gc-running", "GC running", err.Error())
+	}
+	if err != nil {
+		return err
+	}
+	out := model.GCReport{DryRun: res.DryRun, Versions: res.Versions, Blobs: res.Blobs, Scanned: res.Scanned,
+		KeptYoung: res.KeptYoung, DeletedBlobs: res.DeletedBlobs, DeletedManifests: res.DeletedManifests, BytesFreed: res.BytesFreed}
+	if !req.DryRun {
+		ev := model.AuditEvent{Kind: "image", Method: "gc", Msg: fmt.Sprintf("image GC freed %d bytes (%d blobs, %d versions)", res.BytesFreed, res.DeletedBlobs, res.DeletedManifests)}
+		if err := a.store.Record(r.Context(), id.Actor(), ev); err != nil {
+			return err
+		}
+	}
+	return reply(w, http.StatusOK, out)
 }

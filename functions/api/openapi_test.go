@@ -102,7 +102,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"BranchRequest": model.BranchRequest{}, "BranchPatch": model.BranchPatch{}, "CommitRequest": model.CommitRequest{},
 		"CommitReply": model.CommitReply{}, "RollbackRequest": model.RollbackRequest{}, "ImageVersion": model.ImageVersion{},
 		"ImageDiff": model.ImageDiff{}, "PathChange": model.PathChange{}, "MissingRequest": model.MissingRequest{},
-		"MissingReply": model.MissingReply{},
+		"MissingReply": model.MissingReply{}, "GCRequest": model.GCRequest{}, "GCReport": model.GCReport{},
 	} {
 		s, ok := doc.Components.Schemas[name]
 		if !ok {

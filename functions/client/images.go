@@ -207,3 +207,10 @@ func (c *Client) Manifest(ctx context.Context, d manifest.Digest) (*manifest.Man
 	}
 	return manifest.Decode(b)
 }
+
+// GC collects image content nothing refers to.
+func (c *Client) GC(ctx context.Context, req model.GCRequest) (model.GCReport, error) {
+	var out model.GCReport
+	_, err := c.do(ctx, http.MethodPost, "/images/gc", nil, req, &out)
+	return out, err
+}

@@ -103,3 +103,21 @@ type ImageVersion struct {
 	Changed  int       `json:"changed"`
 	Removed  int       `json:"removed"`
 }
+
+// GCRequest asks for a garbage collection of image content.
+type GCRequest struct {
+	DryRun bool   `json:"dry_run,omitempty"`
+	Grace  string `json:"grace,omitempty"` // unreferenced content younger than this stays; default 1h
+}
+
+// GCReport is what a garbage collection found and freed.
+type GCReport struct {
+	DryRun           bool  `json:"dry_run"`
+	Versions         int   `json:"versions"`
+	Blobs            int   `json:"blobs"`
+	Scanned          int   `json:"scanned"`
+	KeptYoung        int   `json:"kept_young"`
+	DeletedBlobs     int   `json:"deleted_blobs"`
+	DeletedManifests int   `json:"deleted_manifests"`
+	BytesFreed       int64 `json:"bytes_freed"`
+}
