@@ -69,7 +69,7 @@ func accounts(a *API) {
 		if req.Name == "" {
 			return &model.ValidationError{Problems: []model.FieldProblem{{Field: "name", Message: "is required: say what the token is for"}}}
 		}
-		tokenID := auth.NewSecret("")[:12]
+		tokenID := auth.NewID()
 		secret := "ht_" + tokenID + "_" + auth.NewSecret("")
 		t, err := a.store.CreateToken(r.Context(), id.Actor(), id.User.Name, req.Name, tokenID, secret, ttl)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,6 +85,15 @@ func NewSecret(prefix string) string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return prefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// NewID returns a short random identifier of hex digits: safe as a
+// command-line argument (it never starts with '-') and inside secrets
+// whose parts are separated by '_'.
+func NewID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // Identity is the authenticated user behind a request.
