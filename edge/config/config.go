@@ -59,6 +59,10 @@ const (
 	KeyDHCPBIOSFile       = "dhcp_bios_file"
 	KeyDHCPUEFIFile       = "dhcp_uefi_file"
 	KeyDHCPARMFile        = "dhcp_arm_file"
+
+	KeyPower            = "power"
+	KeyPowerParallelism = "power_parallelism"
+	KeyPowerTimeout     = "power_timeout"
 )
 
 // Keys lists every key of the [edge] section, in file order.
@@ -69,6 +73,7 @@ func Keys() []string {
 		KeyDHCPListen, KeyDHCPMode, KeyDHCPSubnet, KeyDHCPDiscoveryPool, KeyDHCPRouter,
 		KeyDHCPDNS, KeyDHCPDomain, KeyDHCPLease, KeyDHCPDiscoveryLease, KeyDHCPServerAddress,
 		KeyBootURL, KeyDHCPBIOSFile, KeyDHCPUEFIFile, KeyDHCPARMFile,
+		KeyPower, KeyPowerParallelism, KeyPowerTimeout,
 	}
 }
 
@@ -151,6 +156,14 @@ type Edge struct {
 	DHCPBIOSFile string
 	DHCPUEFIFile string
 	DHCPARMFile  string
+	// PowerOff stops this edge from taking power jobs ("power = off"),
+	// for a segment whose BMCs another edge reaches.
+	PowerOff bool
+	// PowerParallelism is how many power operations run at once; zero
+	// means edge/power's default (128).
+	PowerParallelism int
+	// PowerTimeout bounds one BMC or PDU operation; zero means 30s.
+	PowerTimeout time.Duration
 }
 
 // TLS reports whether the HTTP listener serves HTTPS.
@@ -404,6 +417,27 @@ func decodeDHCP(cfg *Edge, get func(string) string, bad func(string, error)) {
 			}
 			*d.dst = v
 		}
+	}
+	switch s := strings.ToLower(get(KeyPower)); s {
+	case "", "on", "yes", "true":
+	case "off", "no", "false":
+		cfg.PowerOff = true
+	default:
+		bad(KeyPower, fmt.Errorf("%q: want on or off", s))
+	}
+	if s := get(KeyPowerParallelism); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 4096 {
+			bad(KeyPowerParallelism, errors.New("want a number from 1 to 4096"))
+		}
+		cfg.PowerParallelism = n
+	}
+	if s := get(KeyPowerTimeout); s != "" {
+		v, err := time.ParseDuration(s)
+		if err != nil || v < time.Second {
+			bad(KeyPowerTimeout, errors.New("want a duration of at least 1s, such as 30s"))
+		}
+		cfg.PowerTimeout = v
 	}
 	if s := get(KeyBootURL); s != "" {
 		u, err := url.Parse(s)

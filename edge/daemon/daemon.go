@@ -18,8 +18,11 @@ import (
 
 	"github.com/herd-hpc/herd/edge/config"
 	"github.com/herd-hpc/herd/edge/dhcp"
+	"github.com/herd-hpc/herd/edge/power"
+	"github.com/herd-hpc/herd/edge/power/eaton"
 	"github.com/herd-hpc/herd/edge/proxy"
 	"github.com/herd-hpc/herd/edge/tftp"
+	"github.com/herd-hpc/herd/functions/client"
 )
 
 // ShutdownGrace is how long requests in flight may take to finish after
@@ -47,6 +50,10 @@ type Edge struct {
 	// reservations feeds DHCP the reservation table; nil when DHCP is off
 	// or in proxy mode.
 	reservations *dhcp.Reservations
+
+	// power runs the power jobs this edge claims; nil when power is off.
+	power *power.Worker
+	pdus  *power.PDUs
 
 	httpLn   net.Listener
 	tftpConn *net.UDPConn
@@ -80,6 +87,9 @@ func New(cfg config.Edge, log *slog.Logger) (*Edge, error) {
 		}
 		e.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	if !cfg.PowerOff {
+		e.newPower()
+	}
 	if cfg.TFTP() {
 		s, err := tftp.New(tftp.Config{Root: cfg.TFTPRoot}, log.With("part", "tftp"))
 		if err != nil {
@@ -88,6 +98,19 @@ func New(cfg config.Edge, log *slog.Logger) (*Edge, error) {
 		e.tftp = s
 	}
 	return e, nil
+}
+
+// newPower prepares the worker that claims power jobs from functions and
+// runs them against BMCs and PDUs.
+func (e *Edge) newPower() {
+	// The claim long-polls for up to a minute; the client must outwait it.
+	hc := &http.Client{Timeout: 90 * time.Second}
+	q := client.NewPowerQueue(e.cfg.FunctionsURL.String(), hc, string(e.cfg.Secret))
+	q.Name = e.cfg.Listen
+	opts := power.PDUOptions{Timeout: e.cfg.PowerTimeout}
+	e.pdus = power.NewPDUs(power.PDUDrivers{eaton.Driver: eaton.NewPDU}, opts)
+	e.power = power.NewWorker(q, power.NewBMC(power.BMCOptions{Timeout: e.cfg.PowerTimeout}), e.pdus,
+		power.WorkerOptions{Parallelism: e.cfg.PowerParallelism}, e.log.With("part", "power"))
 }
 
 // newDHCP prepares the DHCP server and, in server mode, the reservation
@@ -298,6 +321,26 @@ func (e *Edge) Run(ctx context.Context) error {
 		}()
 	} else {
 		e.log.Info("DHCP off: no interfaces configured")
+	}
+
+	if e.power != nil {
+		e.log.Info("power jobs: claiming from functions", "parallelism", e.cfg.PowerParallelism)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Run returns once runCtx ends and the tasks it started are
+			// finished and reported; then the PDU sessions are logged out.
+			if err := e.power.Run(runCtx); err != nil && runCtx.Err() == nil {
+				fail(fmt.Errorf("power worker: %w", err))
+			}
+			closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownGrace)
+			defer cancel()
+			if err := e.pdus.Close(closeCtx); err != nil {
+				e.log.Warn("PDU sessions not closed", "err", err)
+			}
+		}()
+	} else {
+		e.log.Info("power off: this edge takes no power jobs")
 	}
 
 	<-runCtx.Done()

@@ -106,9 +106,11 @@ func TestUnknownNodeIsDiscoveredAssignedAndBoots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fns.Close()
+	// Cleanups run last first: the edge (started below) stops before the
+	// functions it long-polls for power work.
+	t.Cleanup(func() { fns.Close() })
 	fsrv := httptest.NewServer(fns.Handler())
-	defer fsrv.Close()
+	t.Cleanup(fsrv.Close)
 
 	ecfg := devConfig(t, fsrv.URL)
 	ecfg.Secret = config.Secret(cfg.EdgeSecret)

@@ -125,7 +125,7 @@ func (s *Store) AuditAfter(ctx context.Context, q AuditQuery, after string, wait
 	if block <= 0 {
 		block = -1 // Redis reads BLOCK 0 as "forever"; no wait means no BLOCK
 	}
-	streams, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{s.auditKey(), after}, Count: 1000, Block: block}).Result()
+	streams, err := s.xread(ctx, redis.XReadArgs{Streams: []string{s.auditKey(), after}, Count: 1000}, block)
 	if errors.Is(err, redis.Nil) {
 		return []model.AuditEvent{}, after, nil
 	}

@@ -471,7 +471,7 @@ func (s *Store) WaitPowerJob(ctx context.Context, id string, after int64, wait t
 		if msgs := last.Val(); len(msgs) == 1 {
 			from = msgs[0].ID
 		}
-		_, err = s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{event, from}, Count: 1, Block: max(left, time.Millisecond)}).Result()
+		_, err = s.xread(ctx, redis.XReadArgs{Streams: []string{event, from}, Count: 1}, max(left, time.Millisecond))
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return model.PowerJob{}, fmt.Errorf("follow power job %s: %w", id, err)
 		}
@@ -566,7 +566,7 @@ func (s *Store) ClaimPowerTasks(ctx context.Context, o ClaimOptions) ([]model.Po
 			until := time.UnixMilli(int64(next[0].Score)).Sub(s.now()) + time.Millisecond
 			block = min(block, max(until, time.Millisecond))
 		}
-		_, err = s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{s.powerWakeKey(), from}, Count: 1, Block: max(block, time.Millisecond)}).Result()
+		_, err = s.xread(ctx, redis.XReadArgs{Streams: []string{s.powerWakeKey(), from}, Count: 1}, max(block, time.Millisecond))
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return nil, fmt.Errorf("claim power tasks: %w", err)
 		}

@@ -285,7 +285,7 @@ func (s *Store) BootEventsAfter(ctx context.Context, id, after string, wait time
 	if block <= 0 {
 		block = -1 // Redis reads BLOCK 0 as "forever"; no wait means no BLOCK
 	}
-	streams, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{key, after}, Count: MaxBootEvents, Block: block}).Result()
+	streams, err := s.xread(ctx, redis.XReadArgs{Streams: []string{key, after}, Count: MaxBootEvents}, block)
 	if errors.Is(err, redis.Nil) {
 		return []model.BootEvent{}, after, nil
 	}

@@ -164,3 +164,31 @@ func (s *Store) addAudit(ctx context.Context, pipe redis.Pipeliner, a Actor, ev 
 	ev.User, ev.UID, ev.Host = a.User, a.UID, a.Host
 	pipe.XAdd(ctx, &redis.XAddArgs{Stream: s.auditKey(), Values: []string{"e", mustJSON(ev)}})
 }
+
+// blockSlice is the longest single blocking read: Redis does not notice
+// that the client behind a long poll went away, so a wait is cut into
+// slices and ctx is looked at between them. A request whose caller left
+// ends within a slice instead of holding a connection (and a server's
+// shutdown) for the whole wait.
+const blockSlice = time.Second
+
+// xread is XREAD with a block of up to block (negative: no block),
+// returning redis.Nil when nothing came in that time or ctx ended.
+func (s *Store) xread(ctx context.Context, args redis.XReadArgs, block time.Duration) ([]redis.XStream, error) {
+	if block < 0 {
+		args.Block = -1
+		return s.rdb.XRead(ctx, &args).Result()
+	}
+	deadline := time.Now().Add(block)
+	for {
+		left := time.Until(deadline)
+		args.Block = max(min(left, blockSlice), time.Millisecond)
+		streams, err := s.rdb.XRead(ctx, &args).Result()
+		if !errors.Is(err, redis.Nil) || left <= blockSlice {
+			return streams, err
+		}
+		if ctx.Err() != nil {
+			return nil, redis.Nil
+		}
+	}
+}
