@@ -13,16 +13,16 @@ import (
 	"github.com/herd-hpc/herd/functions/objstore"
 )
 
-// has reports whether the object under key exists.
+// has reports whether the object under key exists: a HEAD, cheaper than
+// opening the object.
 func (s *Store) has(ctx context.Context, key string) (bool, error) {
-	rc, _, err := s.obj.Get(ctx, key)
+	_, err := s.obj.Stat(ctx, key)
 	if errors.Is(err, objstore.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	rc.Close()
 	return true, nil
 }
 

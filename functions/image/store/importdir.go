@@ -1,23 +1,16 @@
 package store
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"sync"
-	"sync/atomic"
 
-	"github.com/herd-hpc/herd/functions/image/chunk"
 	"github.com/herd-hpc/herd/functions/image/manifest"
-	"github.com/herd-hpc/herd/functions/image/scan"
+	"github.com/herd-hpc/herd/functions/image/push"
 )
 
-// uploadWorkers is how many blobs an import uploads at once.
+// uploadWorkers is how many blobs an import reads and uploads at once.
 const uploadWorkers = 4
 
 // Result is what an import did.
@@ -83,144 +76,35 @@ func (s *Store) StageDir(ctx context.Context, image, branch, dir string) (r Resu
 			return r, err
 		}
 	}
-	m, err := scan.Tree(ctx, dir, scan.Options{})
+	m, pr, err := push.Dir(ctx, Leased{Store: s, Lease: r.Lease}, dir, push.Options{Workers: uploadWorkers})
 	if err != nil {
-		return r, err
-	}
-	if err := s.Pin(ctx, r.Lease, wholeBlobs(m)...); err != nil {
 		return r, fmt.Errorf("import %s: %w", dir, err)
 	}
-	if err := s.uploadFiles(ctx, dir, m, &r); err != nil {
-		return r, fmt.Errorf("import %s: %w", dir, err)
-	}
-	if r.Manifest, err = s.putManifest(ctx, m, &r.Lease); err != nil {
-		return r, fmt.Errorf("import %s: %w", dir, err)
-	}
+	r.Files, r.BytesScanned, r.BlobsUploaded, r.BytesUploaded, r.Manifest = pr.Files, pr.BytesScanned, pr.BlobsUploaded, pr.BytesUploaded, pr.Manifest
 	r.Changes = manifest.Diff(prev, m)
 	return r, nil
 }
 
-// uploadFiles uploads the content of every file entry of m, read from dir,
-// and records the chunks of big files in their entries.
-func (s *Store) uploadFiles(ctx context.Context, dir string, m *manifest.Manifest, r *Result) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var (
-		blobs, nbytes atomic.Uint64
-		mu            sync.Mutex
-		seen          = make(map[manifest.Digest]bool) // blobs handled by this import
-		jobs          = make(chan *manifest.Entry)
-		wg            sync.WaitGroup
-	)
-	claim := func(d manifest.Digest) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if seen[d] {
-			return false
-		}
-		seen[d] = true
-		return true
-	}
-	up := func(d manifest.Digest, rd io.Reader, size int64, chunk bool) error {
-		if chunk {
-			// Whole-file blobs were pinned before the upload began.
-			if err := s.Pin(ctx, r.Lease, d); err != nil {
-				return err
-			}
-		}
-		ok, err := s.putIfAbsent(ctx, BlobKey(d), d, rd, size)
-		if ok {
-			blobs.Add(1)
-			nbytes.Add(uint64(size))
-		}
-		return err
-	}
-	for range uploadWorkers {
-		wg.Go(func() {
-			for e := range jobs {
-				if err := s.uploadFile(ctx, filepath.Join(dir, filepath.FromSlash(e.Path)), e, claim, up); err != nil {
-					cancel(fmt.Errorf("%q: %w", e.Path, err))
-				}
-			}
-		})
-	}
-	for i := range m.Entries {
-		e := &m.Entries[i]
-		if e.Type != manifest.TypeFile {
-			continue
-		}
-		r.Files++
-		r.BytesScanned += e.Size
-		if e.Size == 0 || !chunk.Chunked(int64(e.Size)) && !claim(e.Digest) {
-			continue // empty files need no blob; this content is already queued
-		}
-		select {
-		case jobs <- e:
-		case <-ctx.Done():
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	r.BlobsUploaded, r.BytesUploaded = int(blobs.Load()), nbytes.Load()
-	return context.Cause(ctx)
+// Leased is the store as the sink of one import holding Lease (see
+// functions/image/push): every digest it is asked about is pinned before
+// it is looked up, so GC cannot delete what the import found present
+// before the import commits and ends the lease.
+type Leased struct {
+	Store *Store
+	Lease Lease
 }
 
-// uploadFile uploads the file at path of entry e as one blob, or as chunks
-// when big; a small file's digest is already claimed by the caller.
-func (s *Store) uploadFile(ctx context.Context, path string, e *manifest.Entry, claim func(manifest.Digest) bool, up func(d manifest.Digest, r io.Reader, size int64, chunk bool) error) error {
-	if !chunk.Chunked(int64(e.Size)) {
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		return up(e.Digest, f, int64(e.Size), false)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	c, err := chunk.NewChunker(f, chunk.DefaultParams())
-	if err != nil {
-		return err
-	}
-	whole := sha256.New()
-	var chunks []manifest.Chunk
-	var total uint64
-	for {
-		ch, err := c.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		b := c.Bytes()
-		whole.Write(b)
-		total += uint64(len(b))
-		chunks = append(chunks, manifest.Chunk{Digest: ch.Digest, Size: uint64(len(b))})
-		if claim(ch.Digest) {
-			if err := up(ch.Digest, bytes.NewReader(b), int64(len(b)), true); err != nil {
-				return err
-			}
-		}
-	}
-	if got := manifest.Digest(whole.Sum(nil)); total != e.Size || got != e.Digest {
-		return fmt.Errorf("changed since the scan: %d bytes with digest %s, scanned %d bytes with %s", total, got, e.Size, e.Digest)
-	}
-	// Only this worker touches e until uploadFiles returns.
-	e.Chunks = chunks
-	return nil
+// Missing pins ds and returns those the store lacks.
+func (l Leased) Missing(ctx context.Context, ds []manifest.Digest) ([]manifest.Digest, error) {
+	return l.Store.MissingPinned(ctx, l.Lease, ds)
 }
 
-// wholeBlobs returns the digests of the files of m stored as one blob.
-func wholeBlobs(m *manifest.Manifest) []manifest.Digest {
-	var ds []manifest.Digest
-	for i := range m.Entries {
-		if e := &m.Entries[i]; e.Type == manifest.TypeFile && e.Size > 0 && !chunk.Chunked(int64(e.Size)) {
-			ds = append(ds, e.Digest)
-		}
-	}
-	return ds
+// PutBlob stores a blob Missing reported (and so pinned).
+func (l Leased) PutBlob(ctx context.Context, d manifest.Digest, r io.Reader, size int64) (bool, error) {
+	return l.Store.PutBlob(ctx, d, r, size)
+}
+
+// PutManifest pins and stores the import's manifest.
+func (l Leased) PutManifest(ctx context.Context, m *manifest.Manifest) (manifest.Digest, error) {
+	return l.Store.PutManifestLeased(ctx, m, l.Lease)
 }
