@@ -374,15 +374,23 @@ func humanBytes(n uint64) string {
 // pushCommit pushes dir and commits it on the branch, refusing when the
 // branch moved since it was read.
 func (a *app) pushCommit(ctx context.Context, cl *client.Client, dir, image, branch string, base manifest.Digest, msg string) (push.Result, model.CommitReply, error) {
+	imp, err := cl.BeginImport(ctx)
+	if err != nil {
+		return push.Result{}, model.CommitReply{}, err
+	}
 	bp := &bytesProgress{a: a}
 	// A working tree's sync journal is the checkout's, not the image's.
 	skip := func(p string) bool { return p == bsync.JournalDir }
-	_, r, err := push.Dir(ctx, cl, dir, push.Options{Progress: bp.update, Skip: skip})
+	_, r, err := push.Dir(ctx, imp, dir, push.Options{Progress: bp.update, Skip: skip})
 	bp.done()
 	if err != nil {
+		_ = imp.End(context.WithoutCancel(ctx))
 		return r, model.CommitReply{}, err
 	}
-	reply, err := cl.Commit(ctx, image, branch, base, r.Manifest, msg)
+	reply, err := imp.Commit(ctx, image, branch, base, r.Manifest, msg)
+	if err != nil {
+		_ = imp.End(context.WithoutCancel(ctx))
+	}
 	return r, reply, err
 }
 
@@ -440,9 +448,18 @@ func (a *app) importArchive(ctx context.Context, cl *client.Client, kind archive
 		st  archive.Stats
 		err error
 	)
+	imp, err := cl.BeginImport(ctx)
+	if err != nil {
+		return push.Result{}, model.CommitReply{}, err
+	}
+	defer func() {
+		if err != nil {
+			_ = imp.End(context.WithoutCancel(ctx))
+		}
+	}()
 	fmt.Fprintf(a.stderr, "reading %s\n", src)
 	if kind == archive.KindOCI {
-		m, st, err = archive.FromOCI(ctx, cl, src, archive.Options{})
+		m, st, err = archive.FromOCI(ctx, imp, src, archive.Options{})
 	} else {
 		var f *os.File
 		if f, err = os.Open(src); err != nil {
@@ -450,19 +467,19 @@ func (a *app) importArchive(ctx context.Context, cl *client.Client, kind archive
 		}
 		defer f.Close()
 		if kind == archive.KindDockerSave {
-			m, st, err = archive.FromDockerSave(ctx, cl, f, archive.Options{})
+			m, st, err = archive.FromDockerSave(ctx, imp, f, archive.Options{})
 		} else {
-			m, st, err = archive.FromTar(ctx, cl, f, archive.Options{})
+			m, st, err = archive.FromTar(ctx, imp, f, archive.Options{})
 		}
 	}
 	if err != nil {
 		return push.Result{}, model.CommitReply{}, err
 	}
 	r := push.Result{Files: st.Files, BytesScanned: st.BytesRead, BlobsUploaded: st.BlobsUploaded, BytesUploaded: st.BytesUploaded}
-	if r.Manifest, err = cl.PutManifest(ctx, m); err != nil {
+	if r.Manifest, err = imp.PutManifest(ctx, m); err != nil {
 		return r, model.CommitReply{}, err
 	}
-	reply, err := cl.Commit(ctx, image, branch, base, r.Manifest, msg)
+	reply, err := imp.Commit(ctx, image, branch, base, r.Manifest, msg)
 	return r, reply, err
 }
 

@@ -47,6 +47,8 @@ func imageRoutes(a *API) {
 	a.handle("POST "+p+"/images/{image}/branches/{branch}/rollback", a.rollbackBranch)
 	a.handle("GET "+p+"/images/{image}/diff", a.imageDiff)
 	a.handle("POST "+p+"/images/gc", a.imageGC)
+	a.handle("POST "+p+"/imports", a.beginImport)
+	a.handle("DELETE "+p+"/imports/{lease}", a.endImport)
 	a.handle("POST "+p+"/blobs/missing", a.missingBlobs)
 	a.handle("PUT "+p+"/blobs/{digest}", a.putBlob)
 	a.handle("GET "+p+"/blobs/{digest}", a.getBlob)
@@ -444,6 +446,13 @@ func (a *API) commitBranch(w http.ResponseWriter, r *http.Request, id auth.Ident
 	if err := s.CommitWith(ctx, name, branch, base, next, info, a.audited(ctx, id, ev)); err != nil {
 		return imageErr(err)
 	}
+	if req.Lease != "" {
+		if l, err := imgstore.ParseLease(req.Lease); err == nil {
+			// The version is on the branch now; the lease has done its job.
+			// An error leaves it to expire.
+			_ = s.EndImport(ctx, l)
+		}
+	}
 	out := model.CommitReply{Image: name, Branch: branch, Version: next.String(), Base: req.Base,
 		Added: len(changes.Added), Changed: len(changes.Changed), Removed: len(changes.Removed)}
 	// Nodes boot the branch's kernel: publish it with the commit. The
@@ -557,7 +566,16 @@ func (a *API) missingBlobs(w http.ResponseWriter, r *http.Request, _ auth.Identi
 			return err
 		}
 	}
-	miss, err := s.Missing(r.Context(), ds)
+	var miss []manifest.Digest
+	if req.Lease != "" {
+		l, err := leaseParam("lease", req.Lease)
+		if err != nil {
+			return err
+		}
+		miss, err = s.MissingPinned(r.Context(), l, ds)
+	} else {
+		miss, err = s.Missing(r.Context(), ds)
+	}
 	if err != nil {
 		return err
 	}
@@ -592,6 +610,15 @@ func (a *API) putBlob(w http.ResponseWriter, r *http.Request, _ auth.Identity) e
 	n, err := sizedBody(r, maxBlob)
 	if err != nil {
 		return err
+	}
+	if v := r.URL.Query().Get("lease"); v != "" {
+		l, err := leaseParam("lease", v)
+		if err != nil {
+			return err
+		}
+		if err := s.Pin(r.Context(), l, d); err != nil {
+			return err
+		}
 	}
 	stored, err := s.PutBlob(r.Context(), d, r.Body, n)
 	if err != nil {
@@ -656,7 +683,16 @@ func (a *API) putManifest(w http.ResponseWriter, r *http.Request, _ auth.Identit
 	if err != nil {
 		return problem.New(http.StatusUnprocessableEntity, "bad-manifest", "Bad manifest", err.Error())
 	}
-	if _, err := s.PutManifest(r.Context(), m); err != nil {
+	if v := r.URL.Query().Get("lease"); v != "" {
+		l, err := leaseParam("lease", v)
+		if err != nil {
+			return err
+		}
+		_, err = s.PutManifestLeased(r.Context(), m, l)
+		if err != nil {
+			return err
+		}
+	} else if _, err := s.PutManifest(r.Context(), m); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusCreated)
@@ -718,4 +754,43 @@ func (a *API) imageGC(w http.ResponseWriter, r *http.Request, id auth.Identity) 
 		}
 	}
 	return reply(w, http.StatusOK, out)
+}
+
+// leaseParam parses an import lease id from a body field or the query.
+func leaseParam(field, v string) (imgstore.Lease, error) {
+	l, err := imgstore.ParseLease(v)
+	if err != nil {
+		p := problem.New(http.StatusBadRequest, "bad-lease", "Bad import lease", err.Error())
+		p.Errors = []model.FieldProblem{{Field: field, Message: "not an import lease"}}
+		return l, p
+	}
+	return l, nil
+}
+
+func (a *API) beginImport(w http.ResponseWriter, r *http.Request, _ auth.Identity) error {
+	s, err := a.imgs()
+	if err != nil {
+		return err
+	}
+	l, err := s.BeginImport(r.Context())
+	if err != nil {
+		return err
+	}
+	return reply(w, http.StatusCreated, model.ImportLease{Lease: l.ID})
+}
+
+func (a *API) endImport(w http.ResponseWriter, r *http.Request, _ auth.Identity) error {
+	s, err := a.imgs()
+	if err != nil {
+		return err
+	}
+	l, err := leaseParam("lease", r.PathValue("lease"))
+	if err != nil {
+		return err
+	}
+	if err := s.EndImport(r.Context(), l); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }

@@ -216,3 +216,51 @@ func TestImageBadInput(t *testing.T) {
 	_, err = c.Commit(ctx, "bad\x07name", "main", manifest.Digest{}, v, "")
 	wantStatus(t, err, http.StatusUnprocessableEntity, "control character")
 }
+
+// TestImportLease: an import through the API holds a GC lease from its
+// first request until its commit, and the commit ends it.
+func TestImportLease(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	withImages(t, e)
+	c := client.New(e.srv.URL, e.admin, nil)
+	rdb, prefix := e.st.Redis()
+	leases := func() int64 {
+		n, err := rdb.ZCard(ctx, prefix+"image:imports").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "etc/motd"), "hello\n")
+	imp, err := c.BeginImport(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, r, err := push.Dir(ctx, imp, dir, push.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := leases(); n != 1 {
+		t.Fatalf("%d leases while the import runs, want 1", n)
+	}
+	pins, err := rdb.SCard(ctx, prefix+"image:imports:"+imp.Lease+":pins").Result()
+	if err != nil || pins < 2 { // the file's blob and the manifest
+		t.Fatalf("%d pins for the import (%v)", pins, err)
+	}
+	if _, err := imp.Commit(ctx, "leased", "main", manifest.Digest{}, r.Manifest, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := leases(); n != 0 {
+		t.Errorf("%d leases after the commit, want 0", n)
+	}
+	_, err = c.Missing(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := e.problemOf("POST", "/blobs/missing", e.admin, `{"digests":[],"lease":"not-a-lease"}`, 400)
+	if p.Type == "" || !strings.Contains(p.Detail, "not-a-lease") {
+		t.Errorf("bad lease: %+v", p)
+	}
+}

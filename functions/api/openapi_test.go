@@ -102,7 +102,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"BranchRequest": model.BranchRequest{}, "BranchPatch": model.BranchPatch{}, "CommitRequest": model.CommitRequest{},
 		"CommitReply": model.CommitReply{}, "RollbackRequest": model.RollbackRequest{}, "ImageVersion": model.ImageVersion{},
 		"ImageDiff": model.ImageDiff{}, "PathChange": model.PathChange{}, "MissingRequest": model.MissingRequest{},
-		"MissingReply": model.MissingReply{}, "GCRequest": model.GCRequest{}, "GCReport": model.GCReport{},
+		"MissingReply": model.MissingReply{}, "GCRequest": model.GCRequest{}, "GCReport": model.GCReport{}, "ImportLease": model.ImportLease{},
 	} {
 		s, ok := doc.Components.Schemas[name]
 		if !ok {
@@ -126,7 +126,7 @@ func TestOnlyLoginAnswersWithoutCredentials(t *testing.T) {
 	e := newEnv(t)
 	for _, route := range e.api.Routes {
 		method, path, _ := strings.Cut(route, " ")
-		path = strings.NewReplacer("{name}", "x", "{id}", "x", "{image}", "x", "{branch}", "x", "{digest}", "x").Replace(strings.TrimPrefix(path, api.Prefix))
+		path = strings.NewReplacer("{name}", "x", "{id}", "x", "{image}", "x", "{branch}", "x", "{digest}", "x", "{lease}", "x").Replace(strings.TrimPrefix(path, api.Prefix))
 		status, _, _ := e.call(method, path, "", `{}`)
 		if route == "POST "+api.Prefix+"/login" {
 			if status == 200 {

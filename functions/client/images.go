@@ -112,7 +112,11 @@ func (c *Client) Diff(ctx context.Context, image, from, to string) (model.ImageD
 
 // Missing returns which of ds the image store lacks.
 func (c *Client) Missing(ctx context.Context, ds []manifest.Digest) ([]manifest.Digest, error) {
-	req := model.MissingRequest{Digests: make([]string, len(ds))}
+	return c.missing(ctx, ds, "")
+}
+
+func (c *Client) missing(ctx context.Context, ds []manifest.Digest, lease string) ([]manifest.Digest, error) {
+	req := model.MissingRequest{Digests: make([]string, len(ds)), Lease: lease}
 	for i, d := range ds {
 		req.Digests[i] = d.String()
 	}
@@ -159,7 +163,11 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader, 
 // PutBlob uploads size bytes from r as the blob d and reports whether the
 // store did not have it. The server checks the content against d.
 func (c *Client) PutBlob(ctx context.Context, d manifest.Digest, r io.Reader, size int64) (bool, error) {
-	resp, err := c.send(ctx, http.MethodPut, "/blobs/"+d.String(), io.NopCloser(r), size, "application/octet-stream")
+	return c.putBlob(ctx, d, r, size, "")
+}
+
+func (c *Client) putBlob(ctx context.Context, d manifest.Digest, r io.Reader, size int64, lease string) (bool, error) {
+	resp, err := c.send(ctx, http.MethodPut, withLease("/blobs/"+d.String(), lease), io.NopCloser(r), size, "application/octet-stream")
 	if err != nil {
 		return false, err
 	}
@@ -178,12 +186,24 @@ func (c *Client) OpenBlob(ctx context.Context, d manifest.Digest) (io.ReadCloser
 
 // PutManifest stores m and returns its digest.
 func (c *Client) PutManifest(ctx context.Context, m *manifest.Manifest) (manifest.Digest, error) {
+	return c.putManifest(ctx, m, "")
+}
+
+// withLease adds an import lease to a path's query.
+func withLease(path, lease string) string {
+	if lease == "" {
+		return path
+	}
+	return path + "?lease=" + url.QueryEscape(lease)
+}
+
+func (c *Client) putManifest(ctx context.Context, m *manifest.Manifest, lease string) (manifest.Digest, error) {
 	b, err := manifest.Encode(m)
 	if err != nil {
 		return manifest.Digest{}, err
 	}
 	d := manifest.Sum(b)
-	resp, err := c.send(ctx, http.MethodPut, "/manifests/"+d.String(), bytes.NewReader(b), int64(len(b)), "application/vnd.herd.manifest")
+	resp, err := c.send(ctx, http.MethodPut, withLease("/manifests/"+d.String(), lease), bytes.NewReader(b), int64(len(b)), "application/vnd.herd.manifest")
 	if err != nil {
 		return manifest.Digest{}, err
 	}
@@ -213,4 +233,53 @@ func (c *Client) GC(ctx context.Context, req model.GCRequest) (model.GCReport, e
 	var out model.GCReport
 	_, err := c.do(ctx, http.MethodPost, "/images/gc", nil, req, &out)
 	return out, err
+}
+
+// Import is an import that spans requests under one lease: what it checks
+// or stores is kept from GC until Commit (or End). It is the sink
+// functions/image/push and functions/image/archive write to.
+type Import struct {
+	c     *Client
+	Lease string
+}
+
+// BeginImport starts an import.
+func (c *Client) BeginImport(ctx context.Context) (*Import, error) {
+	var out model.ImportLease
+	if _, err := c.do(ctx, http.MethodPost, "/imports", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &Import{c: c, Lease: out.Lease}, nil
+}
+
+// Missing pins ds for the import and returns those herd lacks.
+func (im *Import) Missing(ctx context.Context, ds []manifest.Digest) ([]manifest.Digest, error) {
+	return im.c.missing(ctx, ds, im.Lease)
+}
+
+// PutBlob pins and uploads one blob for the import.
+func (im *Import) PutBlob(ctx context.Context, d manifest.Digest, r io.Reader, size int64) (bool, error) {
+	return im.c.putBlob(ctx, d, r, size, im.Lease)
+}
+
+// PutManifest pins and stores the import's version.
+func (im *Import) PutManifest(ctx context.Context, m *manifest.Manifest) (manifest.Digest, error) {
+	return im.c.putManifest(ctx, m, im.Lease)
+}
+
+// Commit moves the branch to the imported version and ends the import.
+func (im *Import) Commit(ctx context.Context, image, branch string, base, next manifest.Digest, message string) (model.CommitReply, error) {
+	req := model.CommitRequest{Version: next.String(), Message: message, Lease: im.Lease}
+	if !base.IsZero() {
+		req.Base = base.String()
+	}
+	var out model.CommitReply
+	_, err := im.c.do(ctx, http.MethodPost, imagePath(image, "branches", branch, "commits"), nil, req, &out)
+	return out, err
+}
+
+// End gives the lease up without committing.
+func (im *Import) End(ctx context.Context) error {
+	_, err := im.c.do(ctx, http.MethodDelete, "/imports/"+url.PathEscape(im.Lease), nil, nil, nil)
+	return err
 }

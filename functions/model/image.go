@@ -40,6 +40,8 @@ type BranchPatch struct {
 // CommitRequest moves a branch from Base (empty: the branch, or the image,
 // is new) to Version, a manifest already stored.
 type CommitRequest struct {
+	// Lease, when set, is the import lease to end with the commit.
+	Lease   string `json:"lease,omitempty"`
 	Base    string `json:"base,omitempty"`
 	Version string `json:"version"`
 	Message string `json:"message,omitempty"`
@@ -82,6 +84,15 @@ type PathChange struct {
 // MissingRequest asks which of these blob digests the store lacks.
 type MissingRequest struct {
 	Digests []string `json:"digests"`
+	// Lease, when set, pins the digests for that import first, so what is
+	// reported present stays until the import commits.
+	Lease string `json:"lease,omitempty"`
+}
+
+// ImportLease is an import that spans requests: blobs it checks or stores
+// with the lease stay safe from GC until it commits or ends.
+type ImportLease struct {
+	Lease string `json:"lease"`
 }
 
 // MissingReply lists the digests the store lacks.

@@ -131,6 +131,16 @@ func (s *Store) waitSweep(ctx context.Context) error {
 	}
 }
 
+// ParseLease rebuilds a lease from its id, as an import that spans several
+// requests carries it; the lease itself may have ended or expired.
+func ParseLease(id string) (Lease, error) {
+	start, err := leaseStart(id)
+	if err != nil {
+		return Lease{}, err
+	}
+	return Lease{ID: id, Start: start}, nil
+}
+
 // leaseStart parses the start time out of a lease id.
 func leaseStart(id string) (time.Time, error) {
 	ms, _, ok := strings.Cut(id, "-")
