@@ -20,7 +20,7 @@ import (
 // so a node with an image gets its boot script without an object store.
 type completeArtifacts struct{}
 
-func (completeArtifacts) Image(_ context.Context, image, branch string) (string, string, error) {
+func (completeArtifacts) Image(_ context.Context, image, branch, _ string) (string, string, error) {
 	return boot.ImageKey(image, branch, "kernel"), boot.ImageKey(image, branch, boot.ModulesFile), nil
 }
 func (completeArtifacts) Bootenv(context.Context) (string, error) { return boot.BootenvKey, nil }

@@ -59,14 +59,15 @@ func given(fs *flag.FlagSet) map[string]bool {
 // settingsFlags are the settings a node inherits from its group; node and
 // group commands share them.
 type settingsFlags struct {
-	image, branch, layout, power string
-	stateless                    optBool
+	image, branch, layout, power, kernel string
+	stateless                            optBool
 }
 
 func (s *settingsFlags) declare(fs *flag.FlagSet) {
 	fs.StringVar(&s.image, "image", "", "image `NAME` to boot")
 	fs.StringVar(&s.branch, "branch", "", "image `BRANCH` (default the image's live branch)")
 	fs.StringVar(&s.layout, "layout", "", "disk `LAYOUT` name")
+	fs.StringVar(&s.kernel, "kernel", "", "kernel `VERSION` of the image to boot (default its newest)")
 	fs.Var(&s.stateless, "stateless", "run from RAM instead of installing to disk (--stateless=false to install)")
 	fs.StringVar(&s.power, "power", "", "power `METHOD`: ipmi, redfish or pdu")
 }
@@ -82,7 +83,7 @@ func (s *settingsFlags) check(cmd string) error {
 
 // apply sets the given settings on a new object.
 func (s *settingsFlags) apply(to *model.Settings) {
-	to.Image, to.Branch, to.DiskLayout = s.image, s.branch, s.layout
+	to.Image, to.Branch, to.DiskLayout, to.Kernel = s.image, s.branch, s.layout, s.kernel
 	to.PowerMethod = model.PowerMethod(s.power)
 	to.Stateless = s.stateless.v
 }
@@ -101,6 +102,8 @@ func (s *settingsFlags) patch(p map[string]any, set map[string]bool) {
 			p[field] = orNil(s.branch)
 		case "layout":
 			p[field] = orNil(s.layout)
+		case "kernel":
+			p[field] = orNil(s.kernel)
 		case "power":
 			p[field] = orNil(s.power)
 		case "stateless":
@@ -111,7 +114,7 @@ func (s *settingsFlags) patch(p map[string]any, set map[string]bool) {
 
 // settingsFields maps each settings flag to its JSON field.
 func settingsFields() map[string]string {
-	return map[string]string{"image": "image", "branch": "branch", "layout": "disk_layout", "stateless": "stateless", "power": "power_method"}
+	return map[string]string{"image": "image", "branch": "branch", "layout": "disk_layout", "stateless": "stateless", "power": "power_method", "kernel": "kernel"}
 }
 
 // orNil turns an empty string into a merge-patch deletion.

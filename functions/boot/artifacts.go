@@ -26,9 +26,10 @@ import (
 // will resolve branches to manifests; until then ObjectArtifacts reads
 // fixed keys.
 type Artifacts interface {
-	// Image returns the object keys of the kernel and the initrd of an
-	// image's branch. A missing one is a *MissingError.
-	Image(ctx context.Context, image, branch string) (kernel, initrd string, err error)
+	// Image returns the object keys of the kernel and the modules archive
+	// of an image's branch: of kernel version kernel, or of the newest
+	// when kernel is empty. A missing one is a *MissingError.
+	Image(ctx context.Context, image, branch, kernel string) (kernelKey, modulesKey string, err error)
 	// Bootenv returns the object key of bootenv's initramfs, or a
 	// *MissingError.
 	Bootenv(ctx context.Context) (string, error)
@@ -95,7 +96,7 @@ type Presence interface {
 }
 
 // Image checks that the branch's kernel and initrd exist.
-func (a ObjectArtifacts) Image(ctx context.Context, image, branch string) (string, string, error) {
+func (a ObjectArtifacts) Image(ctx context.Context, image, branch, version string) (string, string, error) {
 	if branch == LiveBranch && a.Live != nil {
 		live, err := a.Live(ctx, image)
 		if errors.Is(err, imgstore.ErrNotFound) {
@@ -108,6 +109,11 @@ func (a ObjectArtifacts) Image(ctx context.Context, image, branch string) (strin
 	}
 	kernel, initrd := ImageKey(image, branch, "kernel"), ImageKey(image, branch, ModulesFile)
 	what := fmt.Sprintf("image %s branch %s", image, branch)
+	if version != "" {
+		kernel = imgstore.VersionArtifactKey(image, branch, version, "kernel")
+		initrd = imgstore.VersionArtifactKey(image, branch, version, ModulesFile)
+		what = fmt.Sprintf("image %s branch %s version %s", image, branch, version)
+	}
 	var (
 		wg   sync.WaitGroup
 		errs [2]error

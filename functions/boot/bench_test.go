@@ -21,7 +21,7 @@ import (
 // function and Redis without the object store.
 type memArtifacts struct{}
 
-func (memArtifacts) Image(_ context.Context, image, branch string) (string, string, error) {
+func (memArtifacts) Image(_ context.Context, image, branch, _ string) (string, string, error) {
 	return boot.ImageKey(image, branch, "kernel"), boot.ImageKey(image, branch, boot.ModulesFile), nil
 }
 func (memArtifacts) Bootenv(context.Context) (string, error) { return boot.BootenvKey, nil }

@@ -228,7 +228,11 @@ func (h *Handler) artifactsFor(ctx context.Context, node model.Node, image, bran
 		missing    *MissingError
 	)
 	wg.Go(func() { bootenv, bootenvErr = h.art.Bootenv(ctx) })
-	kernel, initrd, err = h.art.Image(ctx, image, branch)
+	eff := node.Settings
+	if node.Effective != nil {
+		eff = *node.Effective
+	}
+	kernel, initrd, err = h.art.Image(ctx, image, branch, eff.Kernel)
 	wg.Wait()
 	for _, e := range []error{err, bootenvErr} {
 		if e != nil && !errors.As(e, &missing) {

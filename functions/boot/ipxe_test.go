@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	imgstore "github.com/herd-hpc/herd/functions/image/store"
+
 	"github.com/herd-hpc/herd/functions/boot"
 	"github.com/herd-hpc/herd/functions/model"
 	"github.com/herd-hpc/herd/functions/store"
@@ -141,6 +143,24 @@ func TestNodeWaits(t *testing.T) {
 	status, _, body = e.get("/boot/ipxe?mac=52:54:00:00:00:02&session=" + id)
 	if gotID, _ := bootParams(t, body); status != 200 || gotID == id {
 		t.Fatalf("retry of a session that no longer waits: %d, session %s", status, gotID)
+	}
+
+	// The group picks an older kernel of the image: the script loads it
+	// once it is published, and says what is missing until then.
+	g.Kernel = "6.1.0-9-amd64"
+	if _, err := e.st.ReplaceGroup(ctx, admin(), g, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, _, body = e.get("/boot/ipxe?mac=52:54:00:00:00:02")
+	if !strings.Contains(string(body), "kernel of image rocky9 branch testing version 6.1.0-9-amd64 is missing") {
+		t.Fatalf("script without the chosen kernel:\n%s", body)
+	}
+	for _, f := range []string{"kernel", boot.ModulesFile} {
+		e.put(imgstore.VersionArtifactKey("rocky9", "testing", "6.1.0-9-amd64", f), []byte(f))
+	}
+	_, _, body = e.get("/boot/ipxe?mac=52:54:00:00:00:02")
+	if !strings.Contains(string(body), "/images/rocky9/testing/versions/6.1.0-9-amd64/kernel?") {
+		t.Fatalf("script does not load the chosen kernel:\n%s", body)
 	}
 }
 

@@ -49,9 +49,12 @@ type BMC struct {
 // Settings are what a node inherits from its group unless it sets them
 // itself. An empty string or nil pointer means "not set here".
 type Settings struct {
-	Image       string      `json:"image,omitempty"`
-	Branch      string      `json:"branch,omitempty"`
-	DiskLayout  string      `json:"disk_layout,omitempty"`
+	Image      string `json:"image,omitempty"`
+	Branch     string `json:"branch,omitempty"`
+	DiskLayout string `json:"disk_layout,omitempty"`
+	// Kernel picks one of the image's kernels by version; empty boots
+	// the newest the image holds.
+	Kernel      string      `json:"kernel,omitempty"`
 	Stateless   *bool       `json:"stateless,omitempty"`
 	PowerMethod PowerMethod `json:"power_method,omitempty"`
 }

@@ -106,6 +106,7 @@ func checkSettings(p *problems, s Settings) {
 	checkLabel(p, "image", s.Image, 256)
 	checkLabel(p, "branch", s.Branch, 256)
 	checkLabel(p, "disk_layout", s.DiskLayout, 256)
+	checkLabel(p, "kernel", s.Kernel, 128)
 	switch s.PowerMethod {
 	case "", PowerIPMI, PowerRedfish, PowerPDU:
 	default:
@@ -314,6 +315,9 @@ func Resolve(n Settings, g *Group) Settings {
 	}
 	if out.DiskLayout == "" {
 		out.DiskLayout = g.DiskLayout
+	}
+	if out.Kernel == "" {
+		out.Kernel = g.Kernel
 	}
 	if out.Stateless == nil {
 		out.Stateless = g.Stateless
