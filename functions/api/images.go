@@ -154,6 +154,13 @@ func (a *API) patchImage(w http.ResponseWriter, r *http.Request, id auth.Identit
 		if err := s.RenameImage(ctx, name, req.Name, a.audited(ctx, id, ev)); err != nil {
 			return imageErr(err)
 		}
+		im, err := s.Image(ctx, req.Name)
+		if err != nil {
+			return imageErr(err)
+		}
+		for _, b := range im.Branches {
+			a.movePublished(ctx, name, b.Name, req.Name, b.Name)
+		}
 		name = req.Name
 	}
 	im, err := s.Image(ctx, name)
@@ -228,8 +235,15 @@ func (a *API) deleteImage(w http.ResponseWriter, r *http.Request, id auth.Identi
 		return err
 	}
 	ev := model.AuditEvent{Kind: "image", Method: "delete", Refs: []string{imageRef(name)}, Msg: "image " + name + " deleted"}
+	im, err := s.Image(ctx, name)
+	if err != nil {
+		return imageErr(err)
+	}
 	if err := s.DeleteImage(ctx, name, a.audited(ctx, id, ev)); err != nil {
 		return imageErr(err)
+	}
+	for _, b := range im.Branches {
+		a.movePublished(ctx, name, b.Name, "", "")
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -284,6 +298,7 @@ func (a *API) renameBranch(w http.ResponseWriter, r *http.Request, id auth.Ident
 	if err := s.RenameBranch(ctx, name, branch, req.Name, a.audited(ctx, id, ev)); err != nil {
 		return imageErr(err)
 	}
+	a.movePublished(ctx, name, branch, name, req.Name)
 	im, err := s.Image(ctx, name)
 	if err != nil {
 		return imageErr(err)
@@ -309,6 +324,7 @@ func (a *API) deleteBranch(w http.ResponseWriter, r *http.Request, id auth.Ident
 	if err := s.DeleteBranch(ctx, name, branch, a.audited(ctx, id, ev)); err != nil {
 		return imageErr(err)
 	}
+	a.movePublished(ctx, name, branch, "", "")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -754,6 +770,22 @@ func (a *API) imageGC(w http.ResponseWriter, r *http.Request, id auth.Identity) 
 		}
 	}
 	return reply(w, http.StatusOK, out)
+}
+
+// movePublished publishes a renamed branch's boot files under its new
+// name (toImage empty: nowhere) and removes them under the old one. The
+// rename or delete already happened; a failure here is logged, and the
+// next commit to the branch publishes again.
+func (a *API) movePublished(ctx context.Context, fromImage, fromBranch, toImage, toBranch string) {
+	s := a.Images
+	if toImage != "" {
+		if _, err := s.Publish(ctx, toImage, toBranch); err != nil && !errors.Is(err, imgstore.ErrNoKernel) {
+			a.log.Error("publish boot files", "image", toImage, "branch", toBranch, "err", err)
+		}
+	}
+	if err := s.Unpublish(ctx, fromImage, fromBranch); err != nil {
+		a.log.Error("remove boot files", "image", fromImage, "branch", fromBranch, "err", err)
+	}
 }
 
 // leaseParam parses an import lease id from a body field or the query.

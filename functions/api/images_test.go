@@ -19,8 +19,9 @@ import (
 	"github.com/herd-hpc/herd/localdev/testenv"
 )
 
-// withImages gives the env's API an image store on a fresh bucket.
-func withImages(t *testing.T, e *env) {
+// withImages gives the env's API an image store on a fresh bucket, and
+// returns the bucket.
+func withImages(t *testing.T, e *env) *objstore.Store {
 	t.Helper()
 	cfg := testenv.S3(t)
 	obj, err := objstore.Open(context.Background(), objstore.Config{
@@ -31,6 +32,7 @@ func withImages(t *testing.T, e *env) {
 	}
 	rdb, prefix := e.st.Redis()
 	e.api.Images = imgstore.New(obj, rdb, prefix)
+	return obj
 }
 
 func writeFile(t *testing.T, p, data string) {
@@ -262,5 +264,55 @@ func TestImportLease(t *testing.T) {
 	p := e.problemOf("POST", "/blobs/missing", e.admin, `{"digests":[],"lease":"not-a-lease"}`, 400)
 	if p.Type == "" || !strings.Contains(p.Detail, "not-a-lease") {
 		t.Errorf("bad lease: %+v", p)
+	}
+}
+
+// TestBootFilesFollowTheBranch: a commit publishes the branch's kernel; a
+// renamed branch's files move with it; a deleted image's files go.
+func TestBootFilesFollowTheBranch(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	obj := withImages(t, e)
+	c := client.New(e.srv.URL, e.admin, nil)
+	exists := func(key string) bool {
+		_, err := obj.Stat(ctx, key)
+		if err != nil && !errors.Is(err, objstore.ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "boot/vmlinuz-6.1.0-1-amd64"), "a kernel")
+	writeFile(t, filepath.Join(dir, "lib/modules/6.1.0-1-amd64/modules.dep"), "")
+	writeFile(t, filepath.Join(dir, "lib/modules/6.1.0-1-amd64/kernel/fs/ext4/ext4.ko"), "module")
+	imp, err := c.BeginImport(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, r, err := push.Dir(ctx, imp, dir, push.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := imp.Commit(ctx, "deb", "main", manifest.Digest{}, r.Manifest, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply.Kernel != "6.1.0-1-amd64" || reply.Note != "" {
+		t.Fatalf("commit reply %+v", reply)
+	}
+	if !exists(imgstore.ArtifactKey("deb", "main", "kernel")) || !exists(imgstore.ArtifactKey("deb", "main", "modules")) {
+		t.Fatal("the commit published no kernel")
+	}
+	if _, err := c.RenameBranch(ctx, "deb", "main", "stable"); err != nil {
+		t.Fatal(err)
+	}
+	if exists(imgstore.ArtifactKey("deb", "main", "kernel")) || !exists(imgstore.ArtifactKey("deb", "stable", "kernel")) {
+		t.Error("boot files did not follow the branch rename")
+	}
+	if err := c.DeleteImage(ctx, "deb"); err != nil {
+		t.Fatal(err)
+	}
+	if exists(imgstore.ArtifactKey("deb", "stable", "kernel")) {
+		t.Error("boot files of a deleted image are still there")
 	}
 }

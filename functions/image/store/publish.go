@@ -12,6 +12,7 @@ import (
 
 	"github.com/herd-hpc/herd/functions/image/kernel"
 	"github.com/herd-hpc/herd/functions/image/manifest"
+	"github.com/herd-hpc/herd/functions/image/newc"
 )
 
 // ErrNoKernel is returned for publishing an image version without a kernel.
@@ -176,12 +177,12 @@ func (s *Store) modulesArchive(ctx context.Context, m *manifest.Manifest, t *ker
 	slices.Sort(names)
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf) // no name, mtime 0: the same input gives the same bytes
-	cw := &newcWriter{w: zw}
+	cw := newc.NewWriter(zw)
 	for _, n := range names {
 		if dirs[n] {
-			cw.Dir(n)
+			cw.Dir(n, newcDir)
 		} else {
-			cw.File(n, files[n])
+			cw.File(n, newcFile, files[n])
 		}
 	}
 	if err := cw.Close(); err != nil {
@@ -221,4 +222,20 @@ func (s *Store) fileContents(ctx context.Context, t *kernel.Tree, dir string, re
 	close(jobs)
 	wg.Wait()
 	return out, context.Cause(ctx)
+}
+
+// Unpublish removes every boot file published for a branch (after the
+// branch is deleted or renamed, or its image renamed): nodes must not boot
+// files of a branch that no longer exists under that name.
+func (s *Store) Unpublish(ctx context.Context, image, branch string) error {
+	prefix := ArtifactKey(image, branch, "")
+	for o, err := range s.obj.List(ctx, prefix) {
+		if err != nil {
+			return fmt.Errorf("unpublish image %q branch %q: %w", image, branch, err)
+		}
+		if err := s.obj.Delete(ctx, o.Key); err != nil {
+			return fmt.Errorf("unpublish image %q branch %q: %w", image, branch, err)
+		}
+	}
+	return nil
 }
