@@ -10,7 +10,6 @@ import (
 	gosync "sync"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/sys/unix"
 
 	"github.com/herd-hpc/herd/functions/image/manifest"
@@ -44,15 +43,8 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	cfg := testenv.S3(t)
-	obj, err := objstore.Open(context.Background(), objstore.Config{
-		Endpoint: cfg.Endpoint, AccessKey: cfg.AccessKey, SecretKey: cfg.SecretKey, Bucket: cfg.Bucket,
-	})
-	must(t, err)
-	opt, err := redis.ParseURL(testenv.RedisURL(t))
-	must(t, err)
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
+	obj := testenv.Objects(t)
+	rdb := testenv.Redis(t)
 	return &env{obj: obj, store: store.New(obj, rdb, testenv.Prefix(t)), f: &fetcher{obj: obj, got: map[manifest.Digest]int{}}}
 }
 

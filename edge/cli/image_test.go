@@ -10,22 +10,14 @@ import (
 
 	imgstore "github.com/herd-hpc/herd/functions/image/store"
 	"github.com/herd-hpc/herd/functions/model"
-	"github.com/herd-hpc/herd/functions/objstore"
 	"github.com/herd-hpc/herd/functions/store"
 	"github.com/herd-hpc/herd/localdev/testenv"
 )
 
 func newImageStore(t *testing.T, st *store.Store) *imgstore.Store {
 	t.Helper()
-	cfg := testenv.S3(t)
-	obj, err := objstore.Open(context.Background(), objstore.Config{
-		Endpoint: cfg.Endpoint, AccessKey: cfg.AccessKey, SecretKey: cfg.SecretKey, Bucket: cfg.Bucket,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	rdb, prefix := st.Redis()
-	return imgstore.New(obj, rdb, prefix)
+	return imgstore.New(testenv.Objects(t), rdb, prefix)
 }
 
 func tree(t *testing.T, files map[string]string) string {

@@ -23,13 +23,7 @@ import (
 // returns the bucket.
 func withImages(t *testing.T, e *env) *objstore.Store {
 	t.Helper()
-	cfg := testenv.S3(t)
-	obj, err := objstore.Open(context.Background(), objstore.Config{
-		Endpoint: cfg.Endpoint, AccessKey: cfg.AccessKey, SecretKey: cfg.SecretKey, Bucket: cfg.Bucket,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	obj := testenv.Objects(t)
 	rdb, prefix := e.st.Redis()
 	e.api.Images = imgstore.New(obj, rdb, prefix)
 	return obj

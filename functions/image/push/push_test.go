@@ -7,32 +7,16 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/herd-hpc/herd/functions/image/manifest"
 	"github.com/herd-hpc/herd/functions/image/push"
 	"github.com/herd-hpc/herd/functions/image/scan"
 	"github.com/herd-hpc/herd/functions/image/store"
-	"github.com/herd-hpc/herd/functions/objstore"
 	"github.com/herd-hpc/herd/localdev/testenv"
 )
 
 func newStore(t *testing.T) *store.Store {
 	t.Helper()
-	cfg := testenv.S3(t)
-	obj, err := objstore.Open(context.Background(), objstore.Config{
-		Endpoint: cfg.Endpoint, AccessKey: cfg.AccessKey, SecretKey: cfg.SecretKey, Bucket: cfg.Bucket,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt, err := redis.ParseURL(testenv.RedisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
-	return store.New(obj, rdb, testenv.Prefix(t))
+	return store.New(testenv.Objects(t), testenv.Redis(t), testenv.Prefix(t))
 }
 
 func write(t *testing.T, p string, data []byte) {

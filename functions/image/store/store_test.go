@@ -13,31 +13,16 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/sys/unix"
 
 	"github.com/herd-hpc/herd/functions/image/manifest"
 	"github.com/herd-hpc/herd/functions/image/scan"
-	"github.com/herd-hpc/herd/functions/objstore"
 	"github.com/herd-hpc/herd/localdev/testenv"
 )
 
 func newTestStore(t testing.TB) *Store {
 	t.Helper()
-	cfg := testenv.S3(t)
-	obj, err := objstore.Open(context.Background(), objstore.Config{
-		Endpoint: cfg.Endpoint, AccessKey: cfg.AccessKey, SecretKey: cfg.SecretKey, Bucket: cfg.Bucket,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt, err := redis.ParseURL(testenv.RedisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
-	return New(obj, rdb, testenv.Prefix(t))
+	return New(testenv.Objects(t), testenv.Redis(t), testenv.Prefix(t))
 }
 
 func must(t testing.TB, err error) {
