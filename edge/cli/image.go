@@ -244,6 +244,27 @@ func (a *app) branchRef(ctx context.Context, cl *client.Client, ref string) (ima
 	return image, branch, true, nil
 }
 
+// existingBranch resolves IMAGE[:BRANCH] to an image and a branch that
+// exist, and the version the branch points at.
+func (a *app) existingBranch(ctx context.Context, cl *client.Client, cmd, ref string) (model.Image, string, manifest.Digest, error) {
+	image, branch, exists, err := a.branchRef(ctx, cl, ref)
+	if err != nil {
+		return model.Image{}, "", manifest.Digest{}, fail(cmd, err)
+	}
+	if !exists {
+		return model.Image{}, "", manifest.Digest{}, fmt.Errorf("%s: no image %s; import one first", cmd, image)
+	}
+	im, err := cl.Image(ctx, image)
+	if err != nil {
+		return model.Image{}, "", manifest.Digest{}, fail(cmd, err)
+	}
+	v, err := branchVersion(im, branch)
+	if err != nil || v.IsZero() {
+		return model.Image{}, "", manifest.Digest{}, fmt.Errorf("%s: image %s has no branch %s", cmd, image, branch)
+	}
+	return im, branch, v, nil
+}
+
 // branchVersion returns the version a branch points at; zero if it is new.
 func branchVersion(im model.Image, branch string) (manifest.Digest, error) {
 	for _, b := range im.Branches {
@@ -552,13 +573,11 @@ func (a *app) imageHistory(ctx context.Context, ref string, limit int, asJSON bo
 	if err != nil {
 		return err
 	}
-	image, branch, exists, err := a.branchRef(ctx, cl, ref)
+	im, branch, _, err := a.existingBranch(ctx, cl, "image history", ref)
 	if err != nil {
-		return fail("image history", err)
+		return err
 	}
-	if !exists {
-		return fmt.Errorf("image history: no image %s", image)
-	}
+	image := im.Name
 	hist, err := cl.History(ctx, image, branch, limit)
 	if err != nil {
 		return fail("history of "+image+":"+branch, err)
@@ -583,13 +602,11 @@ func (a *app) imageRollback(ctx context.Context, ref, version, msg string) error
 	if err != nil {
 		return err
 	}
-	image, branch, exists, err := a.branchRef(ctx, cl, ref)
+	im, branch, _, err := a.existingBranch(ctx, cl, cmd, ref)
 	if err != nil {
-		return fail(cmd, err)
+		return err
 	}
-	if !exists {
-		return fmt.Errorf("%s: no image %s", cmd, image)
-	}
+	image := im.Name
 	hist, err := cl.History(ctx, image, branch, 10000)
 	if err != nil {
 		return fail(cmd, err)
@@ -707,21 +724,11 @@ func (a *app) imageKernels(ctx context.Context, ref string, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	image, branch, exists, err := a.branchRef(ctx, cl, ref)
+	im, branch, v, err := a.existingBranch(ctx, cl, cmd, ref)
 	if err != nil {
-		return fail(cmd, err)
+		return err
 	}
-	if !exists {
-		return fmt.Errorf("%s: no image %s", cmd, image)
-	}
-	im, err := cl.Image(ctx, image)
-	if err != nil {
-		return fail(cmd, err)
-	}
-	v, err := branchVersion(im, branch)
-	if err != nil || v.IsZero() {
-		return fmt.Errorf("%s: image %s has no branch %s", cmd, image, branch)
-	}
+	image := im.Name
 	m, err := cl.Manifest(ctx, v)
 	if err != nil {
 		return fail(cmd, err)

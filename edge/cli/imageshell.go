@@ -98,21 +98,11 @@ func (a *app) imageEdit(ctx context.Context, cmd, ref string, command []string, 
 	if err != nil {
 		return err
 	}
-	image, branch, exists, err := a.branchRef(ctx, cl, ref)
+	im, branch, base, err := a.existingBranch(ctx, cl, cmd, ref)
 	if err != nil {
-		return fail(cmd, err)
+		return err
 	}
-	if !exists {
-		return fmt.Errorf("%s: no image %s; import one first", cmd, image)
-	}
-	im, err := cl.Image(ctx, image)
-	if err != nil {
-		return fail(cmd, err)
-	}
-	base, err := branchVersion(im, branch)
-	if err != nil || base.IsZero() {
-		return fmt.Errorf("%s: image %s has no branch %s", cmd, image, branch)
-	}
+	image := im.Name
 	if dir == "" {
 		if dir, err = checkoutDir(im, branch); err != nil {
 			return fail(cmd, err)
