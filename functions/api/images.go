@@ -119,16 +119,21 @@ func wireImage(im imgstore.ImageInfo) model.Image {
 	return out
 }
 
+// replyImage answers with the image as it is now.
+func replyImage(ctx context.Context, w http.ResponseWriter, s *imgstore.Store, name string, status int) error {
+	im, err := s.Image(ctx, name)
+	if err != nil {
+		return imageErr(err)
+	}
+	return reply(w, status, wireImage(im))
+}
+
 func (a *API) image(w http.ResponseWriter, r *http.Request, _ auth.Identity) error {
 	s, err := a.imgs()
 	if err != nil {
 		return err
 	}
-	im, err := s.Image(r.Context(), r.PathValue("image"))
-	if err != nil {
-		return imageErr(err)
-	}
-	return reply(w, http.StatusOK, wireImage(im))
+	return replyImage(r.Context(), w, s, r.PathValue("image"), http.StatusOK)
 }
 
 func (a *API) patchImage(w http.ResponseWriter, r *http.Request, id auth.Identity) error {
@@ -163,11 +168,7 @@ func (a *API) patchImage(w http.ResponseWriter, r *http.Request, id auth.Identit
 		}
 		name = req.Name
 	}
-	im, err := s.Image(ctx, name)
-	if err != nil {
-		return imageErr(err)
-	}
-	return reply(w, http.StatusOK, wireImage(im))
+	return replyImage(ctx, w, s, name, http.StatusOK)
 }
 
 // usersOf names the nodes and groups whose own settings name image (and
@@ -269,11 +270,7 @@ func (a *API) createBranch(w http.ResponseWriter, r *http.Request, id auth.Ident
 	if err := s.CreateBranch(ctx, name, req.From, req.Name, a.audited(ctx, id, ev)); err != nil {
 		return imageErr(err)
 	}
-	im, err := s.Image(ctx, name)
-	if err != nil {
-		return imageErr(err)
-	}
-	return reply(w, http.StatusCreated, wireImage(im))
+	return replyImage(ctx, w, s, name, http.StatusCreated)
 }
 
 func (a *API) renameBranch(w http.ResponseWriter, r *http.Request, id auth.Identity) error {
@@ -299,11 +296,7 @@ func (a *API) renameBranch(w http.ResponseWriter, r *http.Request, id auth.Ident
 		return imageErr(err)
 	}
 	a.movePublished(ctx, name, branch, name, req.Name)
-	im, err := s.Image(ctx, name)
-	if err != nil {
-		return imageErr(err)
-	}
-	return reply(w, http.StatusOK, wireImage(im))
+	return replyImage(ctx, w, s, name, http.StatusOK)
 }
 
 func (a *API) deleteBranch(w http.ResponseWriter, r *http.Request, id auth.Identity) error {
