@@ -8,7 +8,8 @@ import (
 	"path"
 	"slices"
 	"strconv"
-	"strings"
+
+	"github.com/herd-hpc/herd/functions/image/scan"
 
 	"golang.org/x/sys/unix"
 
@@ -158,55 +159,7 @@ func syncXattrs(pp string, want map[string][]byte) error {
 
 // readXattrs reads the extended attributes of pp without following it; a
 // filesystem without xattrs has none.
-func readXattrs(pp string) (map[string][]byte, error) {
-	list, err := getList(func(b []byte) (int, error) { return unix.Llistxattr(pp, b) })
-	if errors.Is(err, unix.ENOTSUP) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list xattrs: %w", err)
-	}
-	var xs map[string][]byte
-	for attr := range strings.SplitSeq(strings.TrimSuffix(string(list), "\x00"), "\x00") {
-		if attr == "" {
-			continue
-		}
-		val, err := getList(func(b []byte) (int, error) { return unix.Lgetxattr(pp, attr, b) })
-		if errors.Is(err, unix.ENODATA) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read xattr %s: %w", attr, err)
-		}
-		if xs == nil {
-			xs = make(map[string][]byte)
-		}
-		xs[attr] = val
-	}
-	return xs, nil
-}
-
-// getList calls a size-probing syscall wrapper until the buffer fits.
-func getList(call func([]byte) (int, error)) ([]byte, error) {
-	for {
-		n, err := call(nil)
-		if err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			return []byte{}, nil
-		}
-		buf := make([]byte, n)
-		n, err = call(buf)
-		if errors.Is(err, unix.ERANGE) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:n], nil
-	}
-}
+func readXattrs(pp string) (map[string][]byte, error) { return scan.ReadXattrs(pp) }
 
 func readlinkAt(dirfd int, name string) (string, error) {
 	for size := 256; ; size *= 2 {

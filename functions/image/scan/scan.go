@@ -332,12 +332,22 @@ func (s *scanner) xattrs(dirfd int, name, p string) (map[string][]byte, error) {
 			path += "/" + name
 		}
 	}
+	xs, err := ReadXattrs(path)
+	if err != nil {
+		return nil, s.errorf(p, "%w", err)
+	}
+	return xs, nil
+}
+
+// ReadXattrs reads the extended attributes of path without following a
+// symlink. A filesystem without xattr support yields none.
+func ReadXattrs(path string) (map[string][]byte, error) {
 	list, err := getList(func(b []byte) (int, error) { return unix.Llistxattr(path, b) })
 	if errors.Is(err, unix.ENOTSUP) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, s.errorf(p, "list xattrs: %w", err)
+		return nil, fmt.Errorf("list xattrs: %w", err)
 	}
 	var xs map[string][]byte
 	for attr := range strings.SplitSeq(strings.TrimSuffix(string(list), "\x00"), "\x00") {
@@ -349,7 +359,7 @@ func (s *scanner) xattrs(dirfd int, name, p string) (map[string][]byte, error) {
 			continue // removed since listed
 		}
 		if err != nil {
-			return nil, s.errorf(p, "read xattr %s: %w", attr, err)
+			return nil, fmt.Errorf("read xattr %s: %w", attr, err)
 		}
 		if xs == nil {
 			xs = make(map[string][]byte)
