@@ -97,23 +97,7 @@ func script(t *testing.T, edgeHTTP net.Addr, mac string, from net.IP) string {
 // reservation and its next script boots it as that node.
 func TestUnknownNodeIsDiscoveredAssignedAndBoots(t *testing.T) {
 	ctx := context.Background()
-	cfg := server.Defaults()
-	cfg.RedisURL, cfg.RedisPrefix = testenv.RedisURL(t), testenv.Prefix(t)
-	s3 := testenv.S3(t)
-	cfg.S3Endpoint, cfg.S3AccessKey, cfg.S3SecretKey, cfg.S3Bucket = s3.Endpoint, s3.AccessKey, s3.SecretKey, s3.Bucket
-	cfg.EdgeSecret = "e2e-secret"
-	fns, err := server.Open(ctx, cfg, nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Cleanups run last first: the edge (started below) stops before the
-	// functions it long-polls for power work.
-	t.Cleanup(func() { fns.Close() })
-	fsrv := httptest.NewServer(fns.Handler())
-	t.Cleanup(fsrv.Close)
-
-	ecfg := devConfig(t, fsrv.URL)
-	ecfg.Secret = config.Secret(cfg.EdgeSecret)
+	fns, ecfg := startFunctions(t)
 	ecfg.DHCPListen = "127.0.0.1:0"
 	ecfg.DHCPSubnet = netip.MustParsePrefix("127.0.0.0/8")
 	ecfg.DHCPDiscoveryPool = config.AddrRange{Start: netip.MustParseAddr("127.0.9.10"), End: netip.MustParseAddr("127.0.9.50")}
@@ -215,4 +199,27 @@ func TestUnknownNodeIsDiscoveredAssignedAndBoots(t *testing.T) {
 	if err != nil || len(page.Items) != 1 {
 		t.Fatalf("assign audit: %+v %v", page.Items, err)
 	}
+}
+
+// startFunctions serves herd's functions on the test's Redis and MinIO and
+// returns them with an edge config that forwards to them. Stop them after
+// the edge (start's cleanup runs first: cleanups run last first), since the
+// edge long-polls them for power work.
+func startFunctions(t *testing.T) (*server.Functions, config.Edge) {
+	t.Helper()
+	cfg := server.Defaults()
+	cfg.RedisURL, cfg.RedisPrefix = testenv.RedisURL(t), testenv.Prefix(t)
+	s3 := testenv.S3(t)
+	cfg.S3Endpoint, cfg.S3AccessKey, cfg.S3SecretKey, cfg.S3Bucket = s3.Endpoint, s3.AccessKey, s3.SecretKey, s3.Bucket
+	cfg.EdgeSecret = "e2e-secret"
+	fns, err := server.Open(context.Background(), cfg, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fns.Close() })
+	fsrv := httptest.NewServer(fns.Handler())
+	t.Cleanup(fsrv.Close)
+	ecfg := devConfig(t, fsrv.URL)
+	ecfg.Secret = config.Secret(cfg.EdgeSecret)
+	return fns, ecfg
 }

@@ -3,19 +3,14 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/herd-hpc/herd/edge/config"
 	"github.com/herd-hpc/herd/edge/power/ipmisim"
 	"github.com/herd-hpc/herd/functions/client"
 	"github.com/herd-hpc/herd/functions/model"
-	"github.com/herd-hpc/herd/functions/server"
 	"github.com/herd-hpc/herd/functions/store"
-	"github.com/herd-hpc/herd/localdev/testenv"
 )
 
 // TestPowerThroughTheEdge runs power jobs the whole way: an admin asks
@@ -28,21 +23,7 @@ func TestPowerThroughTheEdge(t *testing.T) {
 	const password = "bmc-password-7f3a"
 	bmcs := ipmisim.Start(t, 3, ipmisim.Options{Username: "admin", Password: password})
 
-	cfg := server.Defaults()
-	cfg.RedisURL, cfg.RedisPrefix = testenv.RedisURL(t), testenv.Prefix(t)
-	s3 := testenv.S3(t)
-	cfg.S3Endpoint, cfg.S3AccessKey, cfg.S3SecretKey, cfg.S3Bucket = s3.Endpoint, s3.AccessKey, s3.SecretKey, s3.Bucket
-	cfg.EdgeSecret = "power-e2e-secret"
-	fns, err := server.Open(ctx, cfg, nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fns.Close() })
-	fsrv := httptest.NewServer(fns.Handler())
-	t.Cleanup(fsrv.Close)
-
-	ecfg := devConfig(t, fsrv.URL)
-	ecfg.Secret = config.Secret(cfg.EdgeSecret)
+	fns, ecfg := startFunctions(t)
 	ecfg.PowerTimeout = 3 * time.Second
 	addrs, logs, _, _ := start(t, ecfg)
 
