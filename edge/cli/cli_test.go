@@ -343,6 +343,14 @@ func TestNodeSet(t *testing.T) {
 	if n := h.node("node1"); n.Interfaces[0].MAC != "52:54:00:00:00:11" || n.Interfaces[0].Address != "10.0.1.20/24" || n.BMC.Username != "root" {
 		t.Errorf("node1 after --mac: %+v", n)
 	}
+	h.ok(h.run("node", "set", "node1", "--bmc-secret", "rack1-bmc"))
+	if n := h.node("node1"); n.BMC.CredentialRef != "rack1-bmc" || n.BMC.Username != "root" {
+		t.Errorf("node1 after --bmc-secret: %+v", n.BMC)
+	}
+	h.ok(h.run("node", "set", "node1", "--unset", "bmc-secret"))
+	if n := h.node("node1"); n.BMC.CredentialRef != "" || n.BMC.Username != "root" {
+		t.Errorf("node1 after --unset bmc-secret: %+v", n.BMC)
+	}
 	h.failed(h.run("node", "set", "node[1-2]", "--mac", "52:54:00:00:00:12"), 2, "--mac is one node's address")
 	h.failed(h.run("node", "set", "node1"), 2, "nothing to change")
 	h.failed(h.run("node", "set", "node1", "--unset", "colour"), 2, "--unset colour: unknown field")

@@ -90,7 +90,7 @@ terminal; elsewhere (scripts, pipes) it needs --yes.`,
 // nodeFlags are the flags of node add and node set.
 type nodeFlags struct {
 	settingsFlags
-	group, mac, ip, iface, bmc, bmcUser, psu string
+	group, mac, ip, iface, bmc, bmcUser, bmcSecret, psu string
 	tags, untags, unset                      listFlag
 }
 
@@ -105,6 +105,7 @@ func (f *nodeFlags) declare(fs *flag.FlagSet, set bool) {
 	}
 	fs.StringVar(&f.bmc, "bmc", "", "BMC `ADDR`ess (IP or host name)")
 	fs.StringVar(&f.bmcUser, "bmc-user", "", "BMC `USER` name")
+	fs.StringVar(&f.bmcSecret, "bmc-secret", "", "`NAME` of the stored secret holding the BMC password (herd secret set NAME)")
 	f.settingsFlags.declare(fs)
 	fs.StringVar(&f.psu, "psu", "", "power supply `NAMES`, comma-separated (psu1,psu2)")
 	fs.Var(&f.tags, "tag", "add `TAG` (repeatable, or comma-separated)")
@@ -116,7 +117,7 @@ func (f *nodeFlags) declare(fs *flag.FlagSet, set bool) {
 
 // nodeUnsetNames are the fields node set --unset knows.
 func nodeUnsetNames() []string {
-	return []string{"group", "image", "branch", "layout", "stateless", "power", "bmc", "bmc-user", "psu", "tags", "mac", "ip", "interfaces"}
+	return []string{"group", "image", "branch", "layout", "stateless", "power", "bmc", "bmc-user", "bmc-secret", "psu", "tags", "mac", "ip", "interfaces"}
 }
 
 // check validates flag values before anything is sent, turning the MAC
@@ -150,7 +151,7 @@ func (f *nodeFlags) psus() []string {
 func (f *nodeFlags) node(name, addr string) model.Node {
 	n := model.Node{Name: name, Group: f.group, Tags: slices.Clone([]string(f.tags)), PowerSupplies: f.psus()}
 	f.settingsFlags.apply(&n.Settings)
-	n.BMC = model.BMC{Address: f.bmc, Username: f.bmcUser}
+	n.BMC = model.BMC{Address: f.bmc, Username: f.bmcUser, CredentialRef: f.bmcSecret}
 	if f.mac != "" || addr != "" {
 		n.Interfaces = []model.Interface{{Name: f.iface, MAC: model.MAC(f.mac), Address: addr, Boot: true}}
 	}
@@ -184,6 +185,12 @@ func (f *nodeFlags) patch(cur model.Node, addr string, set, unset map[string]boo
 	}
 	if unset["bmc-user"] {
 		bmc["username"] = nil
+	}
+	if set["bmc-secret"] {
+		bmc["credential_ref"] = orNil(f.bmcSecret)
+	}
+	if unset["bmc-secret"] {
+		bmc["credential_ref"] = nil
 	}
 	switch {
 	case unset["bmc"]:
