@@ -397,7 +397,10 @@ func TestGroupsDevicesConnections(t *testing.T) {
 	h.failed(h.run("group", "show", "nosuch"), 1, "herd: group show: group nosuch does not exist")
 
 	h.ok(h.run("device", "add", "sw1", "--kind", "switch", "--ports", "swp[1-4]", "--address", "10.2.0.1"))
-	h.ok(h.run("device", "add", "pdu1", "--kind", "pdu", "--outlets", "A[1-8]", "--driver", "eaton-g4"))
+	h.ok(h.run("device", "add", "pdu1", "--kind", "pdu", "--outlets", "A[1-8]", "--driver", "eaton-g4", "--secret", "pdu-admin"))
+	if d := decode[model.Device](t, h.ok(h.run("device", "show", "pdu1", "--json")).stdout); d.CredentialRef != "pdu-admin" {
+		t.Errorf("pdu1's secret: %q", d.CredentialRef)
+	}
 	h.ok(h.run("device", "add", "sw2", "--kind", "switch", "--ports", "ge-0:1,ge-0:2"))
 	h.failed(h.run("device", "add", "x", "--kind", "router"), 2, `--kind "router" is not a device kind`)
 	h.failed(h.run("device", "add", "x", "--kind", "pdu", "--outlets", "A[1-"), 2, "--outlets: noderange")

@@ -74,8 +74,8 @@ outlets; a switch may list its ports (none listed accepts any port name).
 
 // deviceFlags are the flags of device add and device set.
 type deviceFlags struct {
-	kind, address, model, driver, username, outlets, ports string
-	tags, untags, unset                                    listFlag
+	kind, address, model, driver, username, secret, outlets, ports string
+	tags, untags, unset                                            listFlag
 }
 
 func (f *deviceFlags) declare(fs *flag.FlagSet, set bool) {
@@ -86,6 +86,7 @@ func (f *deviceFlags) declare(fs *flag.FlagSet, set bool) {
 	fs.StringVar(&f.model, "model", "", "hardware `MODEL`")
 	fs.StringVar(&f.driver, "driver", "", "PDU `DRIVER`, e.g. eaton-g4")
 	fs.StringVar(&f.username, "username", "", "`USER` name to log in to the device")
+	fs.StringVar(&f.secret, "secret", "", "`NAME` of the stored secret holding the device's password (herd secret set NAME)")
 	fs.StringVar(&f.outlets, "outlets", "", "PDU outlet `NAMES`: A1,A2 or A[1-24]")
 	fs.StringVar(&f.ports, "ports", "", "switch port `NAMES`: 1,2 or swp[1-48]")
 	fs.Var(&f.tags, "tag", "add `TAG` (repeatable, or comma-separated)")
@@ -96,7 +97,15 @@ func (f *deviceFlags) declare(fs *flag.FlagSet, set bool) {
 }
 
 func deviceUnsetNames() []string {
-	return []string{"address", "model", "driver", "username", "outlets", "ports", "tags"}
+	return []string{"address", "model", "driver", "username", "secret", "outlets", "ports", "tags"}
+}
+
+// deviceField is the JSON field a device flag sets.
+func deviceField(flagName string) string {
+	if flagName == "secret" {
+		return "credential_ref"
+	}
+	return flagName
 }
 
 // names expands --outlets and --ports.
@@ -214,7 +223,7 @@ func (a *app) deviceAdd(ctx context.Context, name string, f *deviceFlags) error 
 	}
 	d := model.Device{
 		Name: name, Kind: model.DeviceKind(f.kind), Address: f.address, Model: f.model, Driver: f.driver,
-		Username: f.username, Outlets: outlets, Ports: ports, Tags: slices.Clone([]string(f.tags)),
+		Username: f.username, CredentialRef: f.secret, Outlets: outlets, Ports: ports, Tags: slices.Clone([]string(f.tags)),
 	}
 	if err := d.Validate(); err != nil {
 		return invalid("add device "+name, err)
@@ -247,9 +256,9 @@ func (a *app) deviceSet(ctx context.Context, name string, f *deviceFlags, set ma
 	for attempt := 0; ; attempt++ {
 		p := map[string]any{}
 		var rev int64
-		for flagName, v := range map[string]string{"address": f.address, "model": f.model, "driver": f.driver, "username": f.username} {
+		for flagName, v := range map[string]string{"address": f.address, "model": f.model, "driver": f.driver, "username": f.username, "secret": f.secret} {
 			if set[flagName] {
-				p[flagName] = orNil(v)
+				p[deviceField(flagName)] = orNil(v)
 			}
 		}
 		if set["outlets"] {
@@ -260,7 +269,7 @@ func (a *app) deviceSet(ctx context.Context, name string, f *deviceFlags, set ma
 		}
 		for _, u := range deviceUnsetNames() {
 			if unset[u] {
-				p[u] = nil
+				p[deviceField(u)] = nil
 			}
 		}
 		if len(f.tags) > 0 || len(f.untags) > 0 {

@@ -91,7 +91,7 @@ terminal; elsewhere (scripts, pipes) it needs --yes.`,
 type nodeFlags struct {
 	settingsFlags
 	group, mac, ip, iface, bmc, bmcUser, bmcSecret, psu string
-	tags, untags, unset                      listFlag
+	tags, untags, unset                                 listFlag
 }
 
 func (f *nodeFlags) declare(fs *flag.FlagSet, set bool) {
