@@ -74,8 +74,8 @@ outlets; a switch may list its ports (none listed accepts any port name).
 
 // deviceFlags are the flags of device add and device set.
 type deviceFlags struct {
-	kind, address, model, driver, username, secret, outlets, ports string
-	tags, untags, unset                                            listFlag
+	kind, address, model, driver, username, secret, pin, outlets, ports string
+	tags, untags, unset                                                 listFlag
 }
 
 func (f *deviceFlags) declare(fs *flag.FlagSet, set bool) {
@@ -86,6 +86,7 @@ func (f *deviceFlags) declare(fs *flag.FlagSet, set bool) {
 	fs.StringVar(&f.model, "model", "", "hardware `MODEL`")
 	fs.StringVar(&f.driver, "driver", "", "PDU `DRIVER`, e.g. eaton-g4")
 	fs.StringVar(&f.username, "username", "", "`USER` name to log in to the device")
+	fs.StringVar(&f.pin, "fingerprint", "", "`SHA256` fingerprint (sha256:<hex>) of the device's self-signed HTTPS certificate, to pin it")
 	fs.StringVar(&f.secret, "secret", "", "`NAME` of the stored secret holding the device's password (herd secret set NAME)")
 	fs.StringVar(&f.outlets, "outlets", "", "PDU outlet `NAMES`: A1,A2 or A[1-24]")
 	fs.StringVar(&f.ports, "ports", "", "switch port `NAMES`: 1,2 or swp[1-48]")
@@ -97,7 +98,7 @@ func (f *deviceFlags) declare(fs *flag.FlagSet, set bool) {
 }
 
 func deviceUnsetNames() []string {
-	return []string{"address", "model", "driver", "username", "secret", "outlets", "ports", "tags"}
+	return []string{"address", "model", "driver", "username", "secret", "fingerprint", "outlets", "ports", "tags"}
 }
 
 // deviceField is the JSON field a device flag sets.
@@ -223,7 +224,7 @@ func (a *app) deviceAdd(ctx context.Context, name string, f *deviceFlags) error 
 	}
 	d := model.Device{
 		Name: name, Kind: model.DeviceKind(f.kind), Address: f.address, Model: f.model, Driver: f.driver,
-		Username: f.username, CredentialRef: f.secret, Outlets: outlets, Ports: ports, Tags: slices.Clone([]string(f.tags)),
+		Username: f.username, CredentialRef: f.secret, Fingerprint: f.pin, Outlets: outlets, Ports: ports, Tags: slices.Clone([]string(f.tags)),
 	}
 	if err := d.Validate(); err != nil {
 		return invalid("add device "+name, err)
@@ -256,7 +257,7 @@ func (a *app) deviceSet(ctx context.Context, name string, f *deviceFlags, set ma
 	for attempt := 0; ; attempt++ {
 		p := map[string]any{}
 		var rev int64
-		for flagName, v := range map[string]string{"address": f.address, "model": f.model, "driver": f.driver, "username": f.username, "secret": f.secret} {
+		for flagName, v := range map[string]string{"address": f.address, "model": f.model, "driver": f.driver, "username": f.username, "secret": f.secret, "fingerprint": f.pin} {
 			if set[flagName] {
 				p[deviceField(flagName)] = orNil(v)
 			}

@@ -90,8 +90,8 @@ terminal; elsewhere (scripts, pipes) it needs --yes.`,
 // nodeFlags are the flags of node add and node set.
 type nodeFlags struct {
 	settingsFlags
-	group, mac, ip, iface, bmc, bmcUser, bmcSecret, psu string
-	tags, untags, unset                                 listFlag
+	group, mac, ip, iface, bmc, bmcUser, bmcSecret, bmcPin, psu string
+	tags, untags, unset                                         listFlag
 }
 
 func (f *nodeFlags) declare(fs *flag.FlagSet, set bool) {
@@ -105,6 +105,7 @@ func (f *nodeFlags) declare(fs *flag.FlagSet, set bool) {
 	}
 	fs.StringVar(&f.bmc, "bmc", "", "BMC `ADDR`ess (IP or host name)")
 	fs.StringVar(&f.bmcUser, "bmc-user", "", "BMC `USER` name")
+	fs.StringVar(&f.bmcPin, "bmc-fingerprint", "", "`SHA256` fingerprint (sha256:<hex>) of a Redfish BMC's self-signed certificate, to pin it")
 	fs.StringVar(&f.bmcSecret, "bmc-secret", "", "`NAME` of the stored secret holding the BMC password (herd secret set NAME)")
 	f.settingsFlags.declare(fs)
 	fs.StringVar(&f.psu, "psu", "", "power supply `NAMES`, comma-separated (psu1,psu2)")
@@ -117,7 +118,7 @@ func (f *nodeFlags) declare(fs *flag.FlagSet, set bool) {
 
 // nodeUnsetNames are the fields node set --unset knows.
 func nodeUnsetNames() []string {
-	return []string{"group", "image", "branch", "layout", "stateless", "power", "bmc", "bmc-user", "bmc-secret", "psu", "tags", "mac", "ip", "interfaces"}
+	return []string{"group", "image", "branch", "layout", "stateless", "power", "bmc", "bmc-user", "bmc-secret", "bmc-fingerprint", "psu", "tags", "mac", "ip", "interfaces"}
 }
 
 // check validates flag values before anything is sent, turning the MAC
@@ -151,7 +152,7 @@ func (f *nodeFlags) psus() []string {
 func (f *nodeFlags) node(name, addr string) model.Node {
 	n := model.Node{Name: name, Group: f.group, Tags: slices.Clone([]string(f.tags)), PowerSupplies: f.psus()}
 	f.settingsFlags.apply(&n.Settings)
-	n.BMC = model.BMC{Address: f.bmc, Username: f.bmcUser, CredentialRef: f.bmcSecret}
+	n.BMC = model.BMC{Address: f.bmc, Username: f.bmcUser, CredentialRef: f.bmcSecret, Fingerprint: f.bmcPin}
 	if f.mac != "" || addr != "" {
 		n.Interfaces = []model.Interface{{Name: f.iface, MAC: model.MAC(f.mac), Address: addr, Boot: true}}
 	}
@@ -191,6 +192,12 @@ func (f *nodeFlags) patch(cur model.Node, addr string, set, unset map[string]boo
 	}
 	if unset["bmc-secret"] {
 		bmc["credential_ref"] = nil
+	}
+	if set["bmc-fingerprint"] {
+		bmc["fingerprint"] = orNil(f.bmcPin)
+	}
+	if unset["bmc-fingerprint"] {
+		bmc["fingerprint"] = nil
 	}
 	switch {
 	case unset["bmc"]:

@@ -44,6 +44,9 @@ type BMC struct {
 	Address       string `json:"address,omitempty"`
 	Username      string `json:"username,omitempty"`
 	CredentialRef string `json:"credential_ref,omitempty"`
+	// Fingerprint pins a Redfish BMC's self-signed certificate:
+	// "sha256:<hex>" of the certificate as it presents it.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // Settings are what a node inherits from its group unless it sets them
@@ -114,6 +117,9 @@ type Device struct {
 	Username string     `json:"username,omitempty"`
 	// CredentialRef names the stored secret used to log into the device.
 	CredentialRef string `json:"credential_ref,omitempty"`
+	// Fingerprint pins the device's self-signed HTTPS certificate
+	// ("sha256:<hex>"), as PDU cards ship with one.
+	Fingerprint string `json:"fingerprint,omitempty"`
 	// PowerSupplies names the device's own supplies, which connections may
 	// tie to PDU outlets like a node's; PowerMethod is how herd switches it.
 	PowerSupplies []string    `json:"power_supplies,omitempty"`

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -102,6 +103,18 @@ func checkTags(p *problems, field string, tags []string) {
 	}
 }
 
+// checkFingerprint checks a pinned certificate fingerprint: empty, or
+// "sha256:" and 64 hex digits.
+func checkFingerprint(p *problems, field, v string) {
+	if v == "" {
+		return
+	}
+	hexPart, ok := strings.CutPrefix(v, "sha256:")
+	if _, err := hex.DecodeString(hexPart); !ok || err != nil || len(hexPart) != 64 {
+		p.add(field, "%q is not a certificate fingerprint (want sha256: and 64 hex digits, as openssl x509 -fingerprint -sha256 prints without colons)", v)
+	}
+}
+
 func checkSettings(p *problems, s Settings) {
 	checkLabel(p, "image", s.Image, 256)
 	checkLabel(p, "branch", s.Branch, 256)
@@ -197,6 +210,7 @@ func (n *Node) Validate() error {
 	checkHost(&p, "bmc.address", n.BMC.Address)
 	checkLabel(&p, "bmc.username", n.BMC.Username, 64)
 	checkLabel(&p, "bmc.credential_ref", n.BMC.CredentialRef, 128)
+	checkFingerprint(&p, "bmc.fingerprint", n.BMC.Fingerprint)
 	psus := map[string]bool{}
 	for i, ps := range n.PowerSupplies {
 		f := fmt.Sprintf("power_supplies[%d]", i)
@@ -254,6 +268,7 @@ func (d *Device) Validate() error {
 	checkLabel(&p, "driver", d.Driver, 64)
 	checkLabel(&p, "username", d.Username, 64)
 	checkLabel(&p, "credential_ref", d.CredentialRef, 128)
+	checkFingerprint(&p, "fingerprint", d.Fingerprint)
 	for _, list := range []struct {
 		field string
 		names []string

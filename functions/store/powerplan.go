@@ -89,7 +89,7 @@ func planPower(job string, req model.PowerRequest, names []string, w powerWorld)
 				fail(name, method, "secret %s, which node %s's BMC logs in with, is not set (herd secret set %s)", ref, name, ref)
 				continue
 			}
-			task.BMC = &model.BMCTarget{Protocol: method, Address: n.BMC.Address, Username: n.BMC.Username}
+			task.BMC = &model.BMCTarget{Protocol: method, Address: n.BMC.Address, Username: n.BMC.Username, Fingerprint: n.BMC.Fingerprint}
 			rec.BMCSecret = n.BMC.CredentialRef
 		case model.PowerPDU:
 			if req.Action == model.PowerSoft {
@@ -120,7 +120,7 @@ func planPower(job string, req model.PowerRequest, names []string, w powerWorld)
 					break
 				}
 				task.Outlets = append(task.Outlets, model.OutletTarget{Supply: c.End, PDU: d.Name, Driver: d.Driver,
-					Address: d.Address, Outlet: c.Port, Username: d.Username})
+					Address: d.Address, Outlet: c.Port, Username: d.Username, Fingerprint: d.Fingerprint})
 				rec.OutletSecrets = append(rec.OutletSecrets, d.CredentialRef)
 				if req.Action.Destructive() {
 					ref := outletRef{c.Device, c.Port}
