@@ -36,7 +36,7 @@ type syncBuffer = testenv.Logs
 
 // devConfig is what the all-in-one runner builds: everything on loopback,
 // ports chosen by the kernel.
-func devConfig(t *testing.T, functions string) config.Edge {
+func devConfig(t testing.TB, functions string) config.Edge {
 	t.Helper()
 	u, err := url.Parse(functions)
 	if err != nil {
@@ -52,7 +52,7 @@ func devConfig(t *testing.T, functions string) config.Edge {
 }
 
 // start runs an Edge until the test ends and returns its addresses.
-func start(t *testing.T, cfg config.Edge) (Addrs, *syncBuffer, context.CancelFunc, <-chan error) {
+func start(t testing.TB, cfg config.Edge) (Addrs, *syncBuffer, context.CancelFunc, <-chan error) {
 	t.Helper()
 	logs := &syncBuffer{}
 	e, err := New(cfg, slog.New(slog.NewJSONHandler(logs, nil)))

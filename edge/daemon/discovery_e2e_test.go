@@ -205,7 +205,7 @@ func TestUnknownNodeIsDiscoveredAssignedAndBoots(t *testing.T) {
 // returns them with an edge config that forwards to them. Stop them after
 // the edge (start's cleanup runs first: cleanups run last first), since the
 // edge long-polls them for power work.
-func startFunctions(t *testing.T) (*server.Functions, config.Edge) {
+func startFunctions(t testing.TB) (*server.Functions, config.Edge) {
 	t.Helper()
 	cfg := server.Defaults()
 	cfg.RedisURL, cfg.RedisPrefix = testenv.RedisURL(t), testenv.Prefix(t)

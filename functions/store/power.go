@@ -475,8 +475,21 @@ func (s *Store) WaitPowerJob(ctx context.Context, id string, after int64, wait t
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return model.PowerJob{}, fmt.Errorf("follow power job %s: %w", id, err)
 		}
+		if err == nil {
+			// Results arrive in many small reports; answering each one
+			// would send the whole job (a thousand results) dozens of
+			// times a second. Let the next few land first.
+			select {
+			case <-time.After(min(followCoalesce, max(time.Until(deadline), 0))):
+			case <-ctx.Done():
+			}
+		}
 	}
 }
+
+// followCoalesce is how long WaitPowerJob lets results gather after the
+// first change before it answers.
+const followCoalesce = 250 * time.Millisecond
 
 // ListPowerJobs returns the newest jobs first, without per-node results.
 // limit 0 means 100.
