@@ -102,7 +102,10 @@ func (a *app) root() *command {
 		subs: []*command{
 			a.loginCommand(), a.logoutCommand(), a.whoamiCommand(),
 			a.nodeCommand(), a.groupCommand(), a.deviceCommand(), a.connectCommand(),
-			a.bootCommand(), a.auditCommand(), a.userCommand(), a.tokenCommand(),
+			a.bootCommandWithConsole(), a.auditCommand(), a.userCommand(), a.tokenCommand(),
+			a.layoutCommand(),
+			a.pluginCommand(),
+			a.pkiCommand(),
 			a.powerCommand(), a.secretCommand(), a.imageCommand(),
 			a.helpCommand(),
 		},

@@ -110,6 +110,7 @@ func (a *API) routes() {
 	bootRoutes(a)
 	imageRoutes(a)
 	powerRoutes(a)
+	provisionRoutes(a)
 
 	a.mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "No such endpoint",

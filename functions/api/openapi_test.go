@@ -103,6 +103,9 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"CommitReply": model.CommitReply{}, "RollbackRequest": model.RollbackRequest{}, "ImageVersion": model.ImageVersion{},
 		"ImageDiff": model.ImageDiff{}, "PathChange": model.PathChange{}, "MissingRequest": model.MissingRequest{},
 		"MissingReply": model.MissingReply{}, "GCRequest": model.GCRequest{}, "GCReport": model.GCReport{}, "ImportLease": model.ImportLease{},
+		"Layout": model.Layout{}, "LayoutDisk": model.LayoutDisk{}, "DiskSelector": model.DiskSelector{},
+		"SimpleLayout": model.SimpleLayout{}, "SimpleFS": model.SimpleFS{}, "AdvancedLayout": model.AdvancedLayout{},
+		"PluginSettings": model.PluginSettings{}, "ConsoleChunk": model.ConsoleChunk{},
 	} {
 		s, ok := doc.Components.Schemas[name]
 		if !ok {

@@ -105,8 +105,12 @@ func New(st *store.Store, au *auth.Service, art Artifacts, cfg Config, log *slog
 	h.mux.HandleFunc("GET /boot/ipxe", h.ipxe)
 	h.mux.HandleFunc("GET /boot/reservations", h.reservations)
 	h.mux.HandleFunc("GET /boot/artifacts/{key...}", h.artifact)
-	h.mux.HandleFunc("POST /boot/sessions/{id}/events", h.postEvent)
+	h.mux.HandleFunc("POST /boot/sessions/{id}/events", h.postEventArchiving)
 	h.mux.HandleFunc("GET /boot/sessions/{id}", h.getSession)
+	h.mux.HandleFunc("GET /boot/sessions/{id}/plan", h.plan)
+	h.mux.HandleFunc("GET /boot/sessions/{id}/manifests/{digest}", h.nodeManifest)
+	h.mux.HandleFunc("GET /boot/sessions/{id}/blobs/{digest}", h.nodeBlob)
+	h.mux.HandleFunc("POST /boot/sessions/{id}/console", h.postConsole)
 	h.mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "No such boot endpoint",
 			fmt.Sprintf("%s %s is not served by the boot function", r.Method, r.URL.Path)))
