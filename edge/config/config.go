@@ -41,6 +41,7 @@ const (
 	KeySecretFile     = "edge_secret_file"
 	KeyTLSCert        = "tls_cert"
 	KeyTLSKey         = "tls_key"
+	KeyPKIDir         = "pki_dir"
 	KeyTFTPListen     = "tftp_listen"
 	KeyTFTPRoot       = "tftp_root"
 	KeyDHCPInterfaces = "dhcp_interfaces"
@@ -68,7 +69,7 @@ const (
 // Keys lists every key of the [edge] section, in file order.
 func Keys() []string {
 	return []string{
-		KeyListen, KeyFunctionsURL, KeySecretFile, KeyTLSCert, KeyTLSKey,
+		KeyListen, KeyFunctionsURL, KeySecretFile, KeyTLSCert, KeyTLSKey, KeyPKIDir,
 		KeyTFTPListen, KeyTFTPRoot, KeyDHCPInterfaces,
 		KeyDHCPListen, KeyDHCPMode, KeyDHCPSubnet, KeyDHCPDiscoveryPool, KeyDHCPRouter,
 		KeyDHCPDNS, KeyDHCPDomain, KeyDHCPLease, KeyDHCPDiscoveryLease, KeyDHCPServerAddress,
@@ -119,6 +120,10 @@ type Edge struct {
 	// TLSCert and TLSKey are PEM files; HTTPS is served when both are set.
 	TLSCert string
 	TLSKey  string
+	// PKIDir is the cluster PKI (herd pki init): when set, HTTPS is served
+	// with the edge's certificate from it, and nodes showing a client
+	// certificate of its CA are marked as such to functions.
+	PKIDir string
 	// TFTPListen is the UDP address of the TFTP server; empty turns TFTP off.
 	TFTPListen string
 	// TFTPRoot is the directory TFTP serves read-only. It may not exist yet.
@@ -167,7 +172,7 @@ type Edge struct {
 }
 
 // TLS reports whether the HTTP listener serves HTTPS.
-func (e Edge) TLS() bool { return e.TLSCert != "" && e.TLSKey != "" }
+func (e Edge) TLS() bool { return e.PKIDir != "" || e.TLSCert != "" && e.TLSKey != "" }
 
 // TFTP reports whether the TFTP server runs.
 func (e Edge) TFTP() bool { return e.TFTPListen != "" }
@@ -338,6 +343,7 @@ func decode(file string, vals map[string]setting) (Edge, map[string]bool, []erro
 		SecretFile: get(KeySecretFile),
 		TLSCert:    get(KeyTLSCert),
 		TLSKey:     get(KeyTLSKey),
+		PKIDir:     get(KeyPKIDir),
 		TFTPListen: get(KeyTFTPListen),
 		TFTPRoot:   get(KeyTFTPRoot),
 	}
@@ -540,6 +546,8 @@ func validate(file string, e Edge, vals map[string]setting, reported map[string]
 	}
 
 	switch {
+	case e.PKIDir != "" && (e.TLSCert != "" || e.TLSKey != ""):
+		bad(KeyPKIDir, e.PKIDir, fmt.Errorf("set either %s or %s and %s, not both", KeyPKIDir, KeyTLSCert, KeyTLSKey))
 	case e.TLSCert != "" && e.TLSKey == "":
 		bad(KeyTLSKey, "", fmt.Errorf("empty while %s is set: set both or neither", KeyTLSCert))
 	case e.TLSCert == "" && e.TLSKey != "":

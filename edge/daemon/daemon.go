@@ -18,6 +18,7 @@ import (
 
 	"github.com/herd-hpc/herd/edge/config"
 	"github.com/herd-hpc/herd/edge/dhcp"
+	"github.com/herd-hpc/herd/edge/pki"
 	"github.com/herd-hpc/herd/edge/power"
 	"github.com/herd-hpc/herd/edge/power/eaton"
 	"github.com/herd-hpc/herd/edge/proxy"
@@ -80,7 +81,14 @@ func New(cfg config.Edge, log *slog.Logger) (*Edge, error) {
 		return nil, err
 	}
 	e.proxy = p
-	if cfg.TLS() {
+	switch {
+	case cfg.PKIDir != "":
+		t, err := pki.LoadServer(cfg.PKIDir)
+		if err != nil {
+			return nil, fmt.Errorf("load the cluster PKI from %s: %w", cfg.PKIDir, err)
+		}
+		e.tls = t
+	case cfg.TLS():
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
 			return nil, fmt.Errorf("load TLS certificate %s and key %s: %w", cfg.TLSCert, cfg.TLSKey, err)

@@ -205,13 +205,16 @@ func TestUnknownNodeIsDiscoveredAssignedAndBoots(t *testing.T) {
 // returns them with an edge config that forwards to them. Stop them after
 // the edge (start's cleanup runs first: cleanups run last first), since the
 // edge long-polls them for power work.
-func startFunctions(t testing.TB) (*server.Functions, config.Edge) {
+func startFunctions(t testing.TB, opts ...func(*server.Config)) (*server.Functions, config.Edge) {
 	t.Helper()
 	cfg := server.Defaults()
 	cfg.RedisURL, cfg.RedisPrefix = testenv.RedisURL(t), testenv.Prefix(t)
 	s3 := testenv.S3(t)
 	cfg.S3Endpoint, cfg.S3AccessKey, cfg.S3SecretKey, cfg.S3Bucket = s3.Endpoint, s3.AccessKey, s3.SecretKey, s3.Bucket
 	cfg.EdgeSecret = "e2e-secret"
+	for _, o := range opts {
+		o(&cfg)
+	}
 	fns, err := server.Open(context.Background(), cfg, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -32,6 +32,9 @@ const (
 	// HeaderClientVendorClass is the DHCP vendor class (option 60) the
 	// client last sent, for discovery entries.
 	HeaderClientVendorClass = "X-Herd-Client-Vendor-Class"
+	// HeaderNodeCert is "verified" when the client presented a certificate
+	// the edge's TLS configuration verified: one of the cluster CA's.
+	HeaderNodeCert = "X-Herd-Node-Cert"
 )
 
 // ProblemUnavailable is the RFC 9457 problem type of the answer given when
@@ -152,6 +155,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Header.Del("Forwarded")
 
 	pr.Out.Header.Set(HeaderSecret, p.secret)
+	if pr.In.TLS != nil && len(pr.In.TLS.VerifiedChains) > 0 {
+		pr.Out.Header.Set(HeaderNodeCert, "verified")
+	}
 	ip, ok := clientIP(pr.In.RemoteAddr)
 	if !ok {
 		return

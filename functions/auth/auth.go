@@ -32,6 +32,9 @@ const (
 	HeaderEdgeSecret = "X-Herd-Edge-Secret"
 	HeaderClientAddr = "X-Herd-Client-Addr"
 	HeaderClientMAC  = "X-Herd-Client-MAC"
+	// HeaderNodeCert is "verified" when the client showed the edge a
+	// certificate of the cluster CA (a node's bootenv).
+	HeaderNodeCert = "X-Herd-Node-Cert"
 )
 
 // argon2id parameters: OWASP's 2023 recommendation (19 MiB, 2 passes, 1

@@ -63,6 +63,10 @@ type Config struct {
 	TokenTTL time.Duration
 	// DiscoveryCap caps the discovery list (store.DefaultDiscoveryCap).
 	DiscoveryCap int
+	// RequireNodeCert refuses bootenv's requests (plan, image, console,
+	// events) that did not reach the edge over TLS with the cluster
+	// client certificate; the boot token is needed either way.
+	RequireNodeCert bool
 	// UnknownRetry is how long an unassigned machine waits before asking
 	// again (30s); WaitRetry the same for a node whose image is not ready
 	// (60s).
@@ -105,12 +109,12 @@ func New(st *store.Store, au *auth.Service, art Artifacts, cfg Config, log *slog
 	h.mux.HandleFunc("GET /boot/ipxe", h.ipxe)
 	h.mux.HandleFunc("GET /boot/reservations", h.reservations)
 	h.mux.HandleFunc("GET /boot/artifacts/{key...}", h.artifact)
-	h.mux.HandleFunc("POST /boot/sessions/{id}/events", h.postEventArchiving)
-	h.mux.HandleFunc("GET /boot/sessions/{id}", h.getSession)
-	h.mux.HandleFunc("GET /boot/sessions/{id}/plan", h.plan)
-	h.mux.HandleFunc("GET /boot/sessions/{id}/manifests/{digest}", h.nodeManifest)
-	h.mux.HandleFunc("GET /boot/sessions/{id}/blobs/{digest}", h.nodeBlob)
-	h.mux.HandleFunc("POST /boot/sessions/{id}/console", h.postConsole)
+	h.mux.HandleFunc("POST /boot/sessions/{id}/events", h.nodeOnly(h.postEventArchiving))
+	h.mux.HandleFunc("GET /boot/sessions/{id}", h.nodeOnly(h.getSession))
+	h.mux.HandleFunc("GET /boot/sessions/{id}/plan", h.nodeOnly(h.plan))
+	h.mux.HandleFunc("GET /boot/sessions/{id}/manifests/{digest}", h.nodeOnly(h.nodeManifest))
+	h.mux.HandleFunc("GET /boot/sessions/{id}/blobs/{digest}", h.nodeOnly(h.nodeBlob))
+	h.mux.HandleFunc("POST /boot/sessions/{id}/console", h.nodeOnly(h.postConsole))
 	h.mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "No such boot endpoint",
 			fmt.Sprintf("%s %s is not served by the boot function", r.Method, r.URL.Path)))
@@ -250,6 +254,23 @@ func decode(r *http.Request, v any) error {
 		return problem.New(http.StatusBadRequest, "bad-json", "Malformed JSON", "the body holds more than one JSON value")
 	}
 	return nil
+}
+
+// nodeOnly refuses, when RequireNodeCert is set, a request that did not
+// come through the edge with a verified cluster client certificate.
+func (h *Handler) nodeOnly(next http.HandlerFunc) http.HandlerFunc {
+	if !h.cfg.RequireNodeCert {
+		return next
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !h.auth.FromEdge(r) || r.Header.Get(auth.HeaderNodeCert) != "verified" {
+			h.log.Info("node request without the cluster certificate refused", "path", r.URL.Path, "client", h.auth.ClientHost(r))
+			problem.Write(w, r, problem.New(http.StatusForbidden, "no-node-certificate", "Cluster certificate required",
+				"this herd serves bootenv only over HTTPS with the cluster's client certificate (herd pki init); build bootenv with it"))
+			return
+		}
+		next(w, r)
+	}
 }
 
 // sessionFor authenticates a request with a boot token for session id: 401

@@ -35,6 +35,9 @@ type Config struct {
 	S3Secure    bool
 	EdgeSecret  string
 	SessionTTL  time.Duration
+	// RequireNodeCert makes bootenv's requests need the cluster client
+	// certificate at the edge (boot_require_node_cert).
+	RequireNodeCert bool
 	// BootURL is how nodes reach herd (the edge) for boot files and the
 	// kernel command line; empty means the host each boot request came to.
 	BootURL string
@@ -71,7 +74,7 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 		}
 	}
 	for _, k := range []string{"listen", "redis_url", "redis_prefix", "s3_endpoint", "s3_access_key", "s3_secret_key",
-		"s3_secret_key_file", "s3_bucket", "s3_secure", "edge_secret", "edge_secret_file", "session_ttl", "boot_url"} {
+		"s3_secret_key_file", "s3_bucket", "s3_secure", "edge_secret", "edge_secret_file", "session_ttl", "boot_url", "boot_require_node_cert"} {
 		if v := getenv("HERD_FUNCTIONS_" + strings.ToUpper(k)); v != "" {
 			vals[k] = v
 		}
@@ -113,6 +116,14 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 				return cfg, bad(k, v, "want the URL nodes reach the edge at, such as http://10.0.0.1:8080")
 			}
 			cfg.BootURL = v
+		case "boot_require_node_cert":
+			switch v {
+			case "true", "yes", "1":
+				cfg.RequireNodeCert = true
+			case "false", "no", "0", "":
+			default:
+				return cfg, bad(k, v, "want yes or no")
+			}
 		case "s3_secret_key_file", "edge_secret_file":
 		default:
 			return cfg, fmt.Errorf("config %s: [functions] has unknown key %q", path, k)
@@ -161,7 +172,7 @@ func Open(ctx context.Context, cfg Config, newUI UIFactory, log *slog.Logger) (*
 	images := imgstore.New(obj, rdb, prefix)
 	art := boot.ObjectArtifacts{Objects: obj, Seen: store.BootArtifacts{S: st}, Live: images.Live}
 	f := &Functions{Store: st, Objects: obj, Auth: au, API: api.New(st, au, log),
-		Boot: boot.New(st, au, art, boot.Config{ServerURL: cfg.BootURL}, log)}
+		Boot: boot.New(st, au, art, boot.Config{ServerURL: cfg.BootURL, RequireNodeCert: cfg.RequireNodeCert}, log)}
 	f.API.Objects = obj
 	f.API.Images = images
 	if newUI != nil {
