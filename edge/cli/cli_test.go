@@ -396,7 +396,10 @@ func TestGroupsDevicesConnections(t *testing.T) {
 	h.failed(h.run("group", "delete", "gpu"), 1, "herd: delete group gpu: ")
 	h.failed(h.run("group", "show", "nosuch"), 1, "herd: group show: group nosuch does not exist")
 
-	h.ok(h.run("device", "add", "sw1", "--kind", "switch", "--ports", "swp[1-4]", "--address", "10.2.0.1"))
+	h.ok(h.run("device", "add", "sw1", "--kind", "switch", "--ports", "swp[1-4]", "--address", "10.2.0.1", "--psu", "psu1,psu2", "--power", "pdu"))
+	if d := decode[model.Device](t, h.ok(h.run("device", "show", "sw1", "--json")).stdout); len(d.PowerSupplies) != 2 || d.PowerMethod != model.PowerPDU {
+		t.Errorf("sw1's power: %v %q", d.PowerSupplies, d.PowerMethod)
+	}
 	h.ok(h.run("device", "add", "pdu1", "--kind", "pdu", "--outlets", "A[1-8]", "--driver", "eaton-g4", "--secret", "pdu-admin"))
 	if d := decode[model.Device](t, h.ok(h.run("device", "show", "pdu1", "--json")).stdout); d.CredentialRef != "pdu-admin" {
 		t.Errorf("pdu1's secret: %q", d.CredentialRef)

@@ -74,8 +74,8 @@ outlets; a switch may list its ports (none listed accepts any port name).
 
 // deviceFlags are the flags of device add and device set.
 type deviceFlags struct {
-	kind, address, model, driver, username, secret, pin, outlets, ports string
-	tags, untags, unset                                                 listFlag
+	kind, address, model, driver, username, secret, pin, outlets, ports, psu, power string
+	tags, untags, unset                                                             listFlag
 }
 
 func (f *deviceFlags) declare(fs *flag.FlagSet, set bool) {
@@ -90,6 +90,8 @@ func (f *deviceFlags) declare(fs *flag.FlagSet, set bool) {
 	fs.StringVar(&f.secret, "secret", "", "`NAME` of the stored secret holding the device's password (herd secret set NAME)")
 	fs.StringVar(&f.outlets, "outlets", "", "PDU outlet `NAMES`: A1,A2 or A[1-24]")
 	fs.StringVar(&f.ports, "ports", "", "switch port `NAMES`: 1,2 or swp[1-48]")
+	fs.StringVar(&f.psu, "psu", "", "the device's own power supply `NAMES`, comma-separated (psu1,psu2)")
+	fs.StringVar(&f.power, "power", "", "power `METHOD` of the device: ipmi, redfish or pdu")
 	fs.Var(&f.tags, "tag", "add `TAG` (repeatable, or comma-separated)")
 	if set {
 		fs.Var(&f.untags, "untag", "remove `TAG` (repeatable, or comma-separated)")
@@ -98,15 +100,26 @@ func (f *deviceFlags) declare(fs *flag.FlagSet, set bool) {
 }
 
 func deviceUnsetNames() []string {
-	return []string{"address", "model", "driver", "username", "secret", "fingerprint", "outlets", "ports", "tags"}
+	return []string{"address", "model", "driver", "username", "secret", "fingerprint", "outlets", "ports", "psu", "power", "tags"}
 }
 
 // deviceField is the JSON field a device flag sets.
 func deviceField(flagName string) string {
-	if flagName == "secret" {
+	switch flagName {
+	case "secret":
 		return "credential_ref"
+	case "psu":
+		return "power_supplies"
+	case "power":
+		return "power_method"
 	}
 	return flagName
+}
+
+func (f *deviceFlags) psus() []string {
+	var l listFlag
+	_ = l.Set(f.psu)
+	return l
 }
 
 // names expands --outlets and --ports.
@@ -224,7 +237,7 @@ func (a *app) deviceAdd(ctx context.Context, name string, f *deviceFlags) error 
 	}
 	d := model.Device{
 		Name: name, Kind: model.DeviceKind(f.kind), Address: f.address, Model: f.model, Driver: f.driver,
-		Username: f.username, CredentialRef: f.secret, Fingerprint: f.pin, Outlets: outlets, Ports: ports, Tags: slices.Clone([]string(f.tags)),
+		Username: f.username, CredentialRef: f.secret, Fingerprint: f.pin, Outlets: outlets, PowerSupplies: f.psus(), PowerMethod: model.PowerMethod(f.power), Ports: ports, Tags: slices.Clone([]string(f.tags)),
 	}
 	if err := d.Validate(); err != nil {
 		return invalid("add device "+name, err)
@@ -257,13 +270,16 @@ func (a *app) deviceSet(ctx context.Context, name string, f *deviceFlags, set ma
 	for attempt := 0; ; attempt++ {
 		p := map[string]any{}
 		var rev int64
-		for flagName, v := range map[string]string{"address": f.address, "model": f.model, "driver": f.driver, "username": f.username, "secret": f.secret, "fingerprint": f.pin} {
+		for flagName, v := range map[string]string{"address": f.address, "model": f.model, "driver": f.driver, "username": f.username, "secret": f.secret, "fingerprint": f.pin, "power": f.power} {
 			if set[flagName] {
 				p[deviceField(flagName)] = orNil(v)
 			}
 		}
 		if set["outlets"] {
 			p["outlets"] = tagsValue(outlets)
+		}
+		if set["psu"] {
+			p["power_supplies"] = tagsValue(f.psus())
 		}
 		if set["ports"] {
 			p["ports"] = tagsValue(ports)
