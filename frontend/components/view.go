@@ -17,7 +17,7 @@ import (
 // is current, a message left by the previous request, and asset URLs.
 type Page struct {
 	Title    string
-	Section  string // "dashboard", "nodes", "discovered", "groups", "devices", "connections", "audit"
+	Section  string // "dashboard", "nodes", "discovered", "groups", "images", "devices", "connections", "audit"
 	User     string // empty on the login page
 	ReadOnly bool
 	Flash    Flash
@@ -494,6 +494,8 @@ func refURL(ref string) string {
 		return "/" + kind + "s/" + url.PathEscape(name)
 	case "group":
 		return "/nodes?group=" + url.QueryEscape(name)
+	case "image":
+		return ImageURL(name)
 	case "connection":
 		node := strings.SplitN(name, ":", 3)
 		if len(node) == 3 {

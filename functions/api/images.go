@@ -171,55 +171,15 @@ func (a *API) patchImage(w http.ResponseWriter, r *http.Request, id auth.Identit
 	return replyImage(ctx, w, s, name, http.StatusOK)
 }
 
-// usersOf names the nodes and groups whose own settings name image (and
-// branch, when not empty), so neither is deleted under them.
-func (a *API) usersOf(ctx context.Context, image, branch string) ([]string, error) {
-	var out []string
-	uses := func(st model.Settings) bool {
-		return st.Image == image && (branch == "" || st.Branch == branch)
+// refuseInUse answers 409 when groups or nodes use image (branch, when
+// not empty), so neither is deleted or renamed under them.
+func (a *API) refuseInUse(ctx context.Context, image, branch string) error {
+	err := a.store.CheckImageUnused(ctx, image, branch)
+	var iu *store.InUseError
+	if errors.As(err, &iu) {
+		return problem.New(http.StatusConflict, "in-use", "In use", iu.Error())
 	}
-	for opts := (store.ListOptions{Limit: 1000}); ; {
-		page, err := a.store.ListGroups(ctx, opts)
-		if err != nil {
-			return nil, err
-		}
-		for _, g := range page.Items {
-			if uses(g.Settings) {
-				out = append(out, "group "+g.Name)
-			}
-		}
-		if opts.Cursor = page.Next; opts.Cursor == "" {
-			break
-		}
-	}
-	for opts := (store.ListOptions{Limit: 1000}); ; {
-		page, err := a.store.ListNodes(ctx, opts, store.NodeFilter{})
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range page.Items {
-			if uses(n.Settings) {
-				out = append(out, "node "+n.Name)
-			}
-		}
-		if opts.Cursor = page.Next; opts.Cursor == "" {
-			break
-		}
-	}
-	return out, nil
-}
-
-func inUse(what string, users []string) error {
-	if len(users) == 0 {
-		return nil
-	}
-	more := ""
-	if len(users) > 10 {
-		more = fmt.Sprintf(" and %d more", len(users)-10)
-		users = users[:10]
-	}
-	return problem.New(http.StatusConflict, "in-use", "In use",
-		fmt.Sprintf("%s is used by %s%s; point them elsewhere first", what, strings.Join(users, ", "), more))
+	return err
 }
 
 func (a *API) deleteImage(w http.ResponseWriter, r *http.Request, id auth.Identity) error {
@@ -228,11 +188,7 @@ func (a *API) deleteImage(w http.ResponseWriter, r *http.Request, id auth.Identi
 		return err
 	}
 	name, ctx := r.PathValue("image"), r.Context()
-	users, err := a.usersOf(ctx, name, "")
-	if err != nil {
-		return err
-	}
-	if err := inUse("image "+name, users); err != nil {
+	if err := a.refuseInUse(ctx, name, ""); err != nil {
 		return err
 	}
 	ev := model.AuditEvent{Kind: "image", Method: "delete", Refs: []string{imageRef(name)}, Msg: "image " + name + " deleted"}
@@ -283,11 +239,7 @@ func (a *API) renameBranch(w http.ResponseWriter, r *http.Request, id auth.Ident
 		return err
 	}
 	name, branch, ctx := r.PathValue("image"), r.PathValue("branch"), r.Context()
-	users, err := a.usersOf(ctx, name, branch)
-	if err != nil {
-		return err
-	}
-	if err := inUse(fmt.Sprintf("branch %s of image %s", branch, name), users); err != nil {
+	if err := a.refuseInUse(ctx, name, branch); err != nil {
 		return err
 	}
 	ev := model.AuditEvent{Kind: "image", Method: "rename-branch", Refs: []string{imageRef(name)},
@@ -305,11 +257,7 @@ func (a *API) deleteBranch(w http.ResponseWriter, r *http.Request, id auth.Ident
 		return err
 	}
 	name, branch, ctx := r.PathValue("image"), r.PathValue("branch"), r.Context()
-	users, err := a.usersOf(ctx, name, branch)
-	if err != nil {
-		return err
-	}
-	if err := inUse(fmt.Sprintf("branch %s of image %s", branch, name), users); err != nil {
+	if err := a.refuseInUse(ctx, name, branch); err != nil {
 		return err
 	}
 	ev := model.AuditEvent{Kind: "image", Method: "delete-branch", Refs: []string{imageRef(name)},

@@ -151,9 +151,9 @@ type Functions struct {
 	UI      http.Handler
 }
 
-// UIFactory builds the page function; main passes functions/ui.New. It is
-// injected so the API-only Lambda does not link the pages.
-type UIFactory func(st *store.Store, au *auth.Service, log *slog.Logger) http.Handler
+// UIFactory builds the page function; main passes functions/ui.NewHandler.
+// It is injected so the API-only Lambda does not link the pages.
+type UIFactory func(st *store.Store, images *imgstore.Store, au *auth.Service, log *slog.Logger) http.Handler
 
 // Open connects to the store and builds every function.
 func Open(ctx context.Context, cfg Config, newUI UIFactory, log *slog.Logger) (*Functions, error) {
@@ -176,7 +176,7 @@ func Open(ctx context.Context, cfg Config, newUI UIFactory, log *slog.Logger) (*
 	f.API.Objects = obj
 	f.API.Images = images
 	if newUI != nil {
-		f.UI = newUI(st, au, log)
+		f.UI = newUI(st, images, au, log)
 	}
 	return f, nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/herd-hpc/herd/functions/auth"
+	imgstore "github.com/herd-hpc/herd/functions/image/store"
 	"github.com/herd-hpc/herd/functions/model"
 	"github.com/herd-hpc/herd/functions/store"
 	"github.com/herd-hpc/herd/functions/ui"
@@ -20,11 +21,12 @@ import (
 )
 
 // env is the UI served over loopback HTTP against real Redis, with a key
-// prefix of its own.
+// prefix of its own, and real MinIO, with a bucket of its own.
 type env struct {
-	t   *testing.T
-	st  *store.Store
-	srv *httptest.Server
+	t      *testing.T
+	st     *store.Store
+	images *imgstore.Store
+	srv    *httptest.Server
 }
 
 // system is the actor tests use to set things up behind the UI's back.
@@ -41,10 +43,12 @@ func newEnv(t *testing.T) *env {
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	au := &auth.Service{Store: st, SessionTTL: time.Hour, Log: log}
 	mux := http.NewServeMux()
-	mux.Handle("/", ui.New(st, au, log))
+	rdb, prefix := st.Redis()
+	images := imgstore.New(testenv.Objects(t), rdb, prefix)
+	mux.Handle("/", ui.New(st, images, au, log))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &env{t: t, st: st, srv: srv}
+	return &env{t: t, st: st, images: images, srv: srv}
 }
 
 // user creates an account and returns its password.

@@ -1,10 +1,10 @@
 // Package ui is the web page function: server-rendered pages for nodes
 // (with their boot sessions), the machines waiting to become nodes,
-// groups, devices, connections and the audit stream, served at "/" beside
-// the REST API at /api/v1. Every page works with plain links and forms;
-// htmx, when installed, only makes them quicker (live filters, bulk
-// actions and form posts without a full reload, audit auto-refresh, live
-// boot timelines).
+// groups, images (branches, history, diffs), devices, connections and the
+// audit stream, served at "/" beside the REST API at /api/v1. Every page
+// works with plain links and forms; htmx, when installed, only makes them
+// quicker (live filters, bulk actions and form posts without a full
+// reload, audit auto-refresh, live boot timelines).
 //
 // Like every function it holds no state between requests: sessions live in
 // the store, one-time messages after a redirect ride in a short-lived
@@ -25,6 +25,7 @@ import (
 	"github.com/herd-hpc/herd/frontend"
 	"github.com/herd-hpc/herd/frontend/components"
 	"github.com/herd-hpc/herd/functions/auth"
+	imgstore "github.com/herd-hpc/herd/functions/image/store"
 	"github.com/herd-hpc/herd/functions/model"
 	"github.com/herd-hpc/herd/functions/store"
 )
@@ -43,6 +44,7 @@ const flashCookie = "herd_flash"
 // UI serves the web pages.
 type UI struct {
 	store  *store.Store
+	images *imgstore.Store // nil when herd runs without an object store
 	auth   *auth.Service
 	log    *slog.Logger
 	static *staticFiles
@@ -51,9 +53,10 @@ type UI struct {
 	Routes []string
 }
 
-// New builds the web page handler.
-func New(st *store.Store, au *auth.Service, log *slog.Logger) *UI {
-	u := &UI{store: st, auth: au, log: log, mux: http.NewServeMux()}
+// New builds the web page handler. images may be nil: the image pages
+// then say that this herd keeps no images.
+func New(st *store.Store, images *imgstore.Store, au *auth.Service, log *slog.Logger) *UI {
+	u := &UI{store: st, images: images, auth: au, log: log, mux: http.NewServeMux()}
 	u.static = loadStatic(frontend.Static(), log)
 	u.routes()
 	return u
@@ -98,6 +101,20 @@ func (u *UI) routes() {
 	u.handle("GET /groups/{name}/edit", u.editGroupForm)
 	u.handle("POST /groups/{name}/edit", u.saveGroup)
 	u.handle("POST /groups/{name}/delete", u.deleteGroup)
+
+	// An image name is one path segment however many slashes it has:
+	// links escape them (%2F) and PathValue unescapes.
+	u.handle("GET /images", u.imagesList)
+	u.handle("GET /images/{image}", u.imagePage)
+	u.handle("POST /images/{image}/branches", u.createBranch)
+	u.handle("POST /images/{image}/live", u.setLive)
+	u.handle("POST /images/{image}/rename", u.renameImage)
+	u.handle("POST /images/{image}/delete", u.deleteImage)
+	u.handle("GET /images/{image}/diff", u.imageDiff)
+	u.handle("POST /images/{image}/branches/{branch}/rename", u.renameBranch)
+	u.handle("POST /images/{image}/branches/{branch}/delete", u.deleteBranch)
+	u.handle("GET /images/{image}/branches/{branch}/history", u.branchHistory)
+	u.handle("POST /images/{image}/branches/{branch}/rollback", u.rollback)
 
 	u.handle("GET /devices", u.devices)
 	u.handle("GET /devices/new", u.newDeviceForm)
@@ -321,6 +338,6 @@ func upperFirst(s string) string {
 }
 
 // NewHandler is New as a plain http.Handler, the shape server.Open takes.
-func NewHandler(st *store.Store, au *auth.Service, log *slog.Logger) http.Handler {
-	return New(st, au, log)
+func NewHandler(st *store.Store, images *imgstore.Store, au *auth.Service, log *slog.Logger) http.Handler {
+	return New(st, images, au, log)
 }
