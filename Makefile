@@ -60,7 +60,9 @@ deps:
 	localdev/install-packages redis-server:redis-server chromium:/usr/bin/chromium npm:npm \
 		tftp-hpa:/usr/bin/tftp atftp:/usr/bin/atftp curl:curl ipxe:/usr/lib/ipxe/undionly.kpxe \
 		busybox:busybox iproute2:ip debootstrap:debootstrap tar:tar attr:getfattr libcap2-bin:setcap rsync:rsync \
-		openipmi:ipmi_sim ipmitool:ipmitool
+		openipmi:ipmi_sim ipmitool:ipmitool \
+		qemu-system-x86:qemu-system-x86_64 qemu-utils:qemu-img gdisk:sgdisk fdisk:sfdisk mdadm:mdadm \
+		lvm2:lvm xfsprogs:mkfs.xfs e2fsprogs:mkfs.ext4 dosfstools:mkfs.vfat kmod:kmod util-linux:lsblk
 	@$(MAKE) --no-print-directory frontend
 
 frontend: $(HTMX)

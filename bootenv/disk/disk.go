@@ -40,11 +40,15 @@ type Detected struct {
 	Partitions []Partition
 }
 
-// Type classifies the disk as matched by a layout.
+// Type classifies the disk as matched by a layout. A virtio disk is an
+// SSD: virtio-blk cannot tell what backs it and the kernel leaves its
+// rotational flag at the default 1, so the flag says nothing there.
 func (d Detected) Type() model.DiskType {
 	switch {
 	case d.Transport == "nvme" || strings.HasPrefix(d.Name, "nvme"):
 		return model.DiskNVMe
+	case d.Transport == "virtio":
+		return model.DiskSSD
 	case d.Rotational:
 		return model.DiskHDD
 	}
@@ -71,6 +75,7 @@ type Array struct {
 	Level   int
 	Members []string // member device paths found
 	Devices int      // raid devices the superblock wants
+	Device  string   // the running array's node (/dev/md127); empty when not assembled
 }
 
 // PV is an LVM physical volume found.
@@ -85,6 +90,7 @@ type LV struct {
 	Size     uint64
 	FSType   string
 	FSLabel  string
+	Active   bool
 }
 
 // Found is everything Detect reads: the disks and the md and LVM state

@@ -304,7 +304,7 @@ func TestApplyRunsExactCommands(t *testing.T) {
 		"wipefs --all --force /dev/sda",
 		"sgdisk --zap-all /dev/sda",
 		"sgdisk --new=1:0:+512M --typecode=1:" + esp + " --new=2:0:0 --typecode=2:" + lvm + " /dev/sda",
-		"partprobe /dev/sda",
+		"blockdev --rereadpt /dev/sda",
 		"wipefs --all --force /dev/sda1",
 		"wipefs --all --force /dev/sda2",
 		"pvcreate --force --force --yes /dev/sda2",
@@ -326,5 +326,48 @@ func TestApplyRunsExactCommands(t *testing.T) {
 	err = Apply(context.Background(), p, r)
 	if err == nil || !strings.Contains(err.Error(), "create-vg system") || strings.Contains(strings.Join(r.cmds, "\n"), "lvcreate") {
 		t.Errorf("failing vgcreate: %v, ran %q", err, r.cmds)
+	}
+}
+
+// TestPlanReleasesRunningArrays: at boot Activate has assembled the array
+// and activated the group; repartitioning a member disk must deactivate
+// and stop them first, and the group whose volumes were wiped is not
+// removed again (vgremove would find nothing and fail).
+func TestPlanReleasesRunningArrays(t *testing.T) {
+	l := mirrorLayout()
+	f := appliedMirror()
+	f.Arrays[0].Device = "/dev/md127"
+	for i := range f.LVs {
+		f.LVs[i].Active = true
+	}
+	f.Disks[1].Partitions[0].TypeGUID = lvm
+	m, err := Match(l, f.Disks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := PlanLayout(l, f, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{}
+	if err := Apply(context.Background(), p, r); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(r.cmds, "\n")
+	if !strings.HasPrefix(got, "vgchange --activate n system\nmdadm --stop /dev/md127\nwipefs --all --force /dev/nvme1n1\n") {
+		t.Errorf("commands do not release the array first:\n%s", got)
+	}
+	if strings.Count(got, "mdadm --stop") != 1 || strings.Contains(got, "vgremove") {
+		t.Errorf("stops twice or removes a wiped group:\n%s", got)
+	}
+
+	// Nothing differs: a running array is not assembled again.
+	f = appliedMirror()
+	f.Arrays[0].Device = "/dev/md127"
+	if p, err = PlanLayout(l, f, m); err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Steps[0]; s.Kind != StepAssemble || len(s.Commands) != 0 || !strings.Contains(s.Why, "runs as /dev/md127") {
+		t.Errorf("running array: %+v", s)
 	}
 }

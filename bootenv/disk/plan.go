@@ -99,7 +99,8 @@ func PlanLayout(l *model.Layout, found Found, match map[string]string) (Plan, er
 		}
 		disks[ld.Name] = found.Disks[i]
 	}
-	pl := &planner{p: &p, found: found, disks: disks, fresh: map[string]bool{}, dev: map[string]string{}}
+	pl := &planner{p: &p, found: found, disks: disks, fresh: map[string]bool{}, dev: map[string]string{},
+		stopped: map[string]bool{}, inactive: map[string]bool{}, gone: map[string]bool{}}
 	if err := pl.partitions(a); err != nil {
 		return p, fmt.Errorf("layout %q: %w", l.Name, err)
 	}
@@ -117,6 +118,11 @@ type planner struct {
 	disks map[string]Detected
 	fresh map[string]bool   // refs made new by this plan: nothing on them survives
 	dev   map[string]string // ref → device path
+	// stopped and inactive are the running arrays (by name) and volume
+	// groups a step stops before it writes under them.
+	stopped, inactive map[string]bool
+	// gone are the volume groups whose physical volumes a step wiped.
+	gone map[string]bool
 }
 
 func (pl *planner) add(s Step) { pl.p.Steps = append(pl.p.Steps, s) }
@@ -204,7 +210,17 @@ func (pl *planner) partitionStep(name string, d Detected, parts []model.Partitio
 		}
 	}
 	args = append(args, d.Path())
-	cmds := [][]string{{"wipefs", "--all", "--force", d.Path()}, {"sgdisk", "--zap-all", d.Path()}, args, {"partprobe", d.Path()}}
+	// What runs on the disk holds its partitions open: deactivate the
+	// volume groups on it and stop its arrays, or the kernel keeps the old
+	// partitions and wipefs writes under a live array.
+	cmds := pl.release(func(dev string) bool { return isOnDisk(dev, d) })
+	for _, pv := range pl.found.PVs {
+		if pv.VG != "" && pl.under(pv.Device, func(dev string) bool { return isOnDisk(dev, d) }) {
+			pl.gone[pv.VG] = true
+		}
+	}
+	cmds = append(cmds, []string{"wipefs", "--all", "--force", d.Path()}, []string{"sgdisk", "--zap-all", d.Path()}, args,
+		[]string{"blockdev", "--rereadpt", d.Path()})
 	for _, pt := range parts {
 		// Old superblocks at the same offsets would be found again.
 		cmds = append(cmds, []string{"wipefs", "--all", "--force", d.PartitionPath(pt.Number)})
@@ -235,13 +251,23 @@ func (pl *planner) arrays(a *model.AdvancedLayout) {
 			why = fmt.Sprintf("found members %s, want %s", strings.Join(pl.found.Arrays[i].Members, " "), strings.Join(members, " "))
 		}
 		if why == "" {
-			pl.add(Step{Kind: StepAssemble, Target: dev, Why: "exists and matches",
-				Commands: [][]string{append([]string{"mdadm", "--assemble", dev}, members...)}})
+			s := Step{Kind: StepAssemble, Target: dev, Why: "exists and matches",
+				Commands: [][]string{append([]string{"mdadm", "--assemble", dev}, members...)}}
+			if run := pl.found.Arrays[i].Device; run != "" {
+				s.Why, s.Commands = "exists, matches and runs as "+run, nil
+			}
+			pl.add(s)
 			continue
 		}
 		var cmds [][]string
 		if i >= 0 {
-			cmds = append(cmds, []string{"mdadm", "--stop", dev})
+			name := ar.Name
+			cmds = append(cmds, pl.release(func(d string) bool { return d == "/dev/md/"+name })...)
+			for _, pv := range pl.found.PVs {
+				if pv.Device == dev && pv.VG != "" {
+					pl.gone[pv.VG] = true // its label goes with the old array
+				}
+			}
 		}
 		for _, m := range members {
 			cmds = append(cmds, []string{"wipefs", "--all", "--force", m})
@@ -289,7 +315,7 @@ func (pl *planner) volumes(a *model.AdvancedLayout) error {
 				Commands: [][]string{{"vgchange", "--activate", "y", vg.Name}}})
 		} else {
 			var cmds [][]string
-			if len(have) > 0 {
+			if len(have) > 0 && !pl.gone[vg.Name] {
 				cmds = append(cmds, []string{"vgremove", "--force", "--force", "--yes", vg.Name})
 			}
 			cmds = append(cmds, append([]string{"pvcreate", "--force", "--force", "--yes"}, devs...))
@@ -310,6 +336,49 @@ func (pl *planner) volumes(a *model.AdvancedLayout) error {
 		}
 	}
 	return nil
+}
+
+// release returns the commands that deactivate the volume groups and
+// stop the running arrays found on devices on(dev) says are affected,
+// each once per plan: volume groups first, they sit on the arrays.
+func (pl *planner) release(on func(dev string) bool) [][]string {
+	var cmds [][]string
+	for _, pv := range pl.found.PVs {
+		if pv.VG == "" || pl.inactive[pv.VG] || !pl.under(pv.Device, on) {
+			continue
+		}
+		if slices.ContainsFunc(pl.found.LVs, func(l LV) bool { return l.VG == pv.VG && l.Active }) {
+			cmds = append(cmds, []string{"vgchange", "--activate", "n", pv.VG})
+		}
+		pl.inactive[pv.VG] = true
+	}
+	for _, a := range pl.found.Arrays {
+		if a.Device == "" || pl.stopped[a.Name] || !pl.under("/dev/md/"+a.Name, on) {
+			continue
+		}
+		cmds = append(cmds, []string{"mdadm", "--stop", a.Device})
+		pl.stopped[a.Name] = true
+	}
+	return cmds
+}
+
+// under reports whether dev is affected: on(dev) says so, or dev is an
+// array with an affected member.
+func (pl *planner) under(dev string, on func(string) bool) bool {
+	if on(dev) {
+		return true
+	}
+	for _, a := range pl.found.Arrays {
+		if "/dev/md/"+a.Name == dev && slices.ContainsFunc(a.Members, on) {
+			return true
+		}
+	}
+	return false
+}
+
+// isOnDisk reports whether dev is the disk d or one of its partitions.
+func isOnDisk(dev string, d Detected) bool {
+	return dev == d.Path() || slices.ContainsFunc(d.Partitions, func(p Partition) bool { return p.Path == dev })
 }
 
 func boolInt(b bool) int {
