@@ -1,0 +1,404 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/herd-hpc/herd/bootenv/bootloader"
+	"github.com/herd-hpc/herd/bootenv/disk"
+	"github.com/herd-hpc/herd/bootenv/plugins"
+	bsync "github.com/herd-hpc/herd/bootenv/sync"
+	"github.com/herd-hpc/herd/functions/image/manifest"
+	"github.com/herd-hpc/herd/functions/model"
+)
+
+// disks lays out and mounts a stateful node's disks under the root, or
+// makes the RAM root of a stateless one.
+func (a *Agent) disks(ctx context.Context) (string, map[string]string, error) {
+	if a.plan.Stateless {
+		if a.o.RAMRoot == nil {
+			return "stateless: building the root in " + a.root, nil, nil
+		}
+		if err := a.o.RAMRoot(ctx, a.root); err != nil {
+			return "", nil, fmt.Errorf("mount the RAM root at %s: %w", a.root, err)
+		}
+		return "stateless: RAM root mounted at " + a.root, nil, nil
+	}
+	if a.o.Disks == nil {
+		return "", nil, fmt.Errorf("node %s is stateful: %w", a.plan.Node, ErrNoDisks)
+	}
+	l := a.plan.Layout
+	found, err := a.o.Disks.Detect(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	// Arrays and volume groups of an earlier boot are not running yet; the
+	// filesystems inside them show only once they are.
+	if started, err := disk.Activate(ctx, a.o.Disks, found); err != nil {
+		return "", nil, err
+	} else if started {
+		if found, err = a.o.Disks.Detect(ctx); err != nil {
+			return "", nil, err
+		}
+	}
+	match, err := disk.Match(l, found.Disks)
+	if err != nil {
+		return "", nil, fmt.Errorf("layout %q: %w", l.Name, err)
+	}
+	p, err := disk.PlanLayout(l, found, match)
+	if err != nil {
+		return "", nil, fmt.Errorf("layout %q: %w", l.Name, err)
+	}
+	p = Rebase(p, a.root)
+	fmt.Fprint(a.o.Console, p.String())
+	if err := disk.Apply(ctx, p, a.o.Disks); err != nil {
+		return "", nil, err
+	}
+	// Partitions made now have new filesystem UUIDs: read them again for
+	// fstab and the boot entry.
+	if p.Changes() {
+		if found, err = a.o.Disks.Detect(ctx); err != nil {
+			return "", nil, err
+		}
+	}
+	a.sources, a.espDisk, a.espPart = DeviceNames(l.Expand(), match, found)
+	changed := 0
+	for _, s := range p.Steps {
+		if s.Kind != disk.StepAssemble && s.Kind != disk.StepActivateVG && s.Kind != disk.StepMount {
+			changed++
+		}
+	}
+	var mapping []string
+	for _, d := range slices.Sorted(maps.Keys(match)) {
+		mapping = append(mapping, d+"="+match[d])
+	}
+	msg := fmt.Sprintf("layout %q on %s: %d changes, mounted at %s", l.Name, strings.Join(mapping, " "), changed, p.Root)
+	return msg, map[string]string{"layout": l.Name, "changes": strconv.Itoa(changed)}, nil
+}
+
+// Rebase moves a disk plan's mounts from the planner's root
+// (disk.DefaultRoot) to root: the targets of its mount steps and those
+// paths in their commands. Pure.
+func Rebase(p disk.Plan, root string) disk.Plan {
+	if root == p.Root {
+		return p
+	}
+	out := disk.Plan{Layout: p.Layout, Root: root}
+	for _, s := range p.Steps {
+		if s.Kind == disk.StepMount {
+			old := s.Target
+			s.Target = path.Join(root, strings.TrimPrefix(old, p.Root))
+			cmds := make([][]string, len(s.Commands))
+			for i, c := range s.Commands {
+				c = slices.Clone(c)
+				for j := range c {
+					if c[j] == old {
+						c[j] = s.Target
+					}
+				}
+				cmds[i] = c
+			}
+			s.Commands = cmds
+		}
+		out.Steps = append(out.Steps, s)
+	}
+	return out
+}
+
+// DeviceNames decides how fstab and the boot entry name the layout's
+// devices: partitions by their filesystem's UUID (device names move
+// between boots; the UUID does not), logical volumes by /dev/<vg>/<lv>,
+// arrays by /dev/md/<name>; and which disk and partition hold the
+// filesystem mounted at /boot/efi.
+func DeviceNames(a *model.AdvancedLayout, match map[string]string, found disk.Found) (sources map[string]string, espDisk string, espPart int) {
+	sources = map[string]string{}
+	byName := map[string]disk.Detected{}
+	for _, d := range found.Disks {
+		byName[d.Name] = d
+	}
+	arrays := map[string]bool{}
+	for _, ar := range a.Arrays {
+		arrays[ar.Name] = true
+	}
+	for _, fs := range a.Filesystems {
+		switch {
+		case strings.Contains(fs.Device, "/"):
+			sources[fs.Device] = "/dev/" + fs.Device
+		case arrays[fs.Device]:
+			sources[fs.Device] = "/dev/md/" + fs.Device
+		default:
+			ref, num, ok := splitPartRef(fs.Device)
+			if !ok {
+				continue
+			}
+			d, ok := byName[match[ref]]
+			if !ok {
+				continue
+			}
+			for _, pt := range d.Partitions {
+				if pt.Number == num && pt.FSUUID != "" {
+					sources[fs.Device] = "UUID=" + pt.FSUUID
+				}
+			}
+			if fs.Mount == "/boot/efi" {
+				espDisk, espPart = d.Path(), num
+			}
+		}
+	}
+	return sources, espDisk, espPart
+}
+
+// splitPartRef splits "disk0p2" into "disk0" and 2.
+func splitPartRef(ref string) (string, int, bool) {
+	i := strings.LastIndexByte(ref, 'p')
+	if i <= 0 {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(ref[i+1:])
+	if err != nil || n <= 0 {
+		return "", 0, false
+	}
+	return ref[:i], n, true
+}
+
+// fetcher reads blobs through the session.
+type fetcher struct {
+	srv     Server
+	session string
+}
+
+func (f fetcher) Open(ctx context.Context, d manifest.Digest, size uint64) (io.ReadCloser, error) {
+	rc, n, err := f.srv.OpenBlob(ctx, f.session, d)
+	if err != nil {
+		return nil, err
+	}
+	if n >= 0 && uint64(n) != size {
+		rc.Close()
+		return nil, fmt.Errorf("blob %s: %d bytes, want %d", d, n, size)
+	}
+	return rc, nil
+}
+
+// image makes the root match the plan's image version.
+func (a *Agent) image(ctx context.Context) (string, map[string]string, error) {
+	d, err := manifest.ParseDigest(a.plan.Version)
+	if err != nil {
+		return "", nil, err
+	}
+	if !a.plan.Sync.CheckEveryBoot && bsync.Complete(a.root, d) {
+		return "root is complete for " + short(a.plan.Version) + "; not compared (check_every_boot off)",
+			map[string]string{"checked": "false"}, nil
+	}
+	m, err := a.o.Server.Manifest(ctx, a.o.Session, d)
+	if err != nil {
+		return "", nil, fmt.Errorf("fetch manifest %s: %w", d, err)
+	}
+	verify, err := bsync.ParseVerify(orDefault(a.plan.Sync.Verify, "unsure"))
+	if err != nil {
+		return "", nil, err
+	}
+	pol := bsync.Policy{Verify: verify, Preserve: append(slices.Clone(a.plan.Sync.Preserve), a.owned()...)}
+	if esp := a.espMount(); esp != "" {
+		// The fallback bootloader's files on the ESP are not the image's.
+		pol.Preserve = append(pol.Preserve, path.Join(esp, bootloader.ESPDir, "**"))
+	}
+	sp, err := bsync.Plan(ctx, m, a.root, pol)
+	if err != nil {
+		return "", nil, err
+	}
+	fmt.Fprintf(a.o.Console, "image %s: %s\n", short(a.plan.Version), sp.Summary())
+	st, err := bsync.Apply(ctx, sp, a.root, fetcher{a.o.Server, a.o.Session}, bsync.ApplyOptions{Workers: a.o.Workers, Log: a.log})
+	if err != nil {
+		return "", nil, err
+	}
+	if !bsync.Complete(a.root, d) {
+		return "", nil, fmt.Errorf("the root does not match image version %s after the sync", d)
+	}
+	msg := fmt.Sprintf("%s; wrote %d files, removed %d, fetched %d blobs (%s)",
+		sp.Summary(), st.Written, st.Removed, st.FetchedBlobs, model.Bytes(st.FetchedBytes))
+	return msg, map[string]string{
+		"written": strconv.Itoa(st.Written), "removed": strconv.Itoa(st.Removed),
+		"fetched_blobs": strconv.Itoa(st.FetchedBlobs), "fetched_bytes": strconv.FormatUint(st.FetchedBytes, 10),
+	}, nil
+}
+
+// OwnedList is the file in the new root that lists the paths the plugins
+// wrote, one a line. The image sync keeps them (and the list) even though
+// the image lacks them, so a boot after an unchanged one neither removes
+// nor rewrites them. A path the image has is still made as the image
+// says by the sync, then the plugin writes it again.
+const OwnedList = "/var/lib/herd/plugins.owned"
+
+// owned returns the preserve globs for the plugins' files.
+func (a *Agent) owned() []string {
+	out := []string{OwnedList}
+	b, err := plugins.NewRoot(a.root).ReadFile(OwnedList)
+	if err != nil {
+		return out
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		// A path with glob characters would keep more than itself.
+		if path.IsAbs(l) && !strings.ContainsAny(l, "*?[\\") {
+			out = append(out, path.Clean(l))
+		}
+	}
+	return out
+}
+
+// keepOwned writes OwnedList: the paths the plugins changed now and those
+// listed before that still exist.
+func (a *Agent) keepOwned(changed []string) error {
+	r := plugins.NewRoot(a.root)
+	set := map[string]bool{}
+	for _, p := range append(a.owned()[1:], changed...) {
+		if r.Exists(p) {
+			set[p] = true
+		}
+	}
+	list := make([]string, 0, len(set))
+	for p := range set {
+		list = append(list, p)
+	}
+	slices.Sort(list)
+	text := ""
+	if len(list) > 0 {
+		text = strings.Join(list, "\n") + "\n"
+	}
+	_, err := r.WriteFile(OwnedList, []byte(text), 0o644)
+	return err
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// plugins runs the plan's config plugins on the root.
+func (a *Agent) plugins(ctx context.Context) (string, map[string]string, error) {
+	set := plugins.Set
+	if a.o.Plugins != nil {
+		set = a.o.Plugins
+	}
+	res, err := plugins.Run(ctx, a.root, a.plan, set(plugins.Fstab{Sources: a.sources}), a.log)
+	if err != nil {
+		return "", nil, err
+	}
+	var changed []string
+	for _, r := range res {
+		changed = append(changed, r.Changed...)
+	}
+	if err := a.keepOwned(changed); err != nil {
+		return "", nil, err
+	}
+	if len(res) == 0 {
+		return "no plugins for this node", nil, nil
+	}
+	var parts []string
+	extras := map[string]string{}
+	for _, r := range res {
+		parts = append(parts, fmt.Sprintf("%s: %d changed", r.Plugin, len(r.Changed)))
+		if len(r.Changed) > 0 {
+			extras[r.Plugin] = clipExtra(strings.Join(r.Changed, " "))
+		}
+	}
+	return strings.Join(parts, ", "), extras, nil
+}
+
+func clipExtra(s string) string {
+	if len(s) <= 1000 {
+		return s
+	}
+	return s[:1000] + " …"
+}
+
+// bootloader installs the fallback boot entry of a stateful node.
+func (a *Agent) bootloader(ctx context.Context) (string, map[string]string, error) {
+	in := bootloader.Input{UEFI: a.o.UEFI, Stateless: a.plan.Stateless, Root: a.root,
+		ESPMount: a.espMount(), ESPDisk: a.espDisk, ESPPart: a.espPart, Args: a.o.KernelArgs}
+	if !a.plan.Stateless && a.plan.Layout != nil {
+		lines, err := (plugins.Fstab{Sources: a.sources}).FstabLines(a.plan, nil)
+		if err != nil {
+			return "", nil, err
+		}
+		for _, l := range lines {
+			if l.Mount == "/" {
+				in.RootSource = l.Source
+			}
+		}
+		in.Kernel, in.Initrd = bootloader.ImageKernel(a.root, a.plan.Kernel)
+	}
+	d := bootloader.Decide(in)
+	if d.Skip != "" {
+		return "nothing installed: " + d.Skip, nil, nil
+	}
+	res, err := bootloader.Install(ctx, d, a.root, a.o.Bootloader)
+	if err != nil {
+		return "", nil, err
+	}
+	msg := fmt.Sprintf("boot entry %s %q (%s %s) last in BootOrder %s", res.Entry, d.Entry.Label, d.Entry.Loader, d.Entry.Args, strings.Join(res.Order, ","))
+	if !res.Created {
+		msg = "kept " + msg
+	}
+	if len(res.Copied) > 0 {
+		msg += "; copied " + strings.Join(res.Copied, ", ")
+	}
+	if d.Note != "" {
+		msg += "; note: " + d.Note
+	}
+	return msg, map[string]string{"entry": res.Entry, "label": d.Entry.Label}, nil
+}
+
+// espMount is where the layout mounts its EFI system partition, "" when
+// it has none or the node is stateless.
+func (a *Agent) espMount() string {
+	if a.plan.Stateless || a.plan.Layout == nil {
+		return ""
+	}
+	for _, fs := range a.plan.Layout.Expand().Filesystems {
+		if fs.Type == model.FSVFAT && fs.Mount == "/boot/efi" {
+			return fs.Mount
+		}
+	}
+	return ""
+}
+
+// pivot checks the root once more, stops the console stream, reports the
+// boot done and hands over. A pivot that fails after the done event is
+// reported as a failed pivot.
+func (a *Agent) pivot(ctx context.Context) (string, map[string]string, error) {
+	d, err := manifest.ParseDigest(a.plan.Version)
+	if err != nil {
+		return "", nil, err
+	}
+	if !bsync.Complete(a.root, d) {
+		return "", nil, fmt.Errorf("refusing to pivot: %s is not a complete copy of image version %s", a.root, d)
+	}
+	if a.o.CheckPivot != nil {
+		if err := a.o.CheckPivot(a.root); err != nil {
+			return "", nil, err
+		}
+	}
+	total := model.ShortDuration(time.Since(a.start))
+	fmt.Fprintf(a.o.Console, "bootenv: handing over to %s in %s after %s\n", a.plan.Image, a.root, total)
+	a.event(ctx, model.BootEvent{Step: StepPivot, State: model.EventInfo, Message: "switching to " + path.Clean(a.root)})
+	if a.o.CloseConsole != nil {
+		if err := a.o.CloseConsole(ctx); err != nil {
+			a.log.Warn("console stream", "err", err)
+		}
+	}
+	a.event(ctx, model.BootEvent{Step: model.StepDone, State: model.EventOK,
+		Message: "handed over to the image after " + total, DurationMS: time.Since(a.start).Milliseconds()})
+	if err := a.o.Pivot(a.root); err != nil {
+		return "", nil, err
+	}
+	return "", nil, nil
+}

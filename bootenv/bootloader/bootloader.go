@@ -1,0 +1,238 @@
+// Package bootloader installs a stateful node's fallback: a way to boot
+// the OS on its disk when the appliance is down, never before the network.
+//
+// On UEFI it copies the image's kernel (an EFI stub, as distribution
+// kernels are) and the image's own initrd, if it has one, to
+// \EFI\herd\ on the EFI system partition and adds a firmware boot entry
+// for it with efibootmgr at the END of BootOrder, so network boot stays
+// first. The entry's label carries a digest of what it boots (loader,
+// arguments, disk and partition): an entry with the same label is the
+// same entry and is kept, one with another herd label is replaced. No
+// grub is installed, the distribution's or any other.
+//
+// On BIOS it installs nothing: bootenv carries no BIOS loader (extlinux
+// or similar) yet, so such nodes boot only from the network; the step says
+// so in its event.
+//
+// Decide is pure; Install carries out its decision.
+package bootloader
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// LabelPrefix starts the label of every entry herd makes.
+const LabelPrefix = "herd local"
+
+// ESPDir is where the files go on the EFI system partition.
+const ESPDir = "/EFI/herd"
+
+// Input is what the decision is made from.
+type Input struct {
+	UEFI      bool   // /sys/firmware/efi exists
+	Stateless bool   // nothing on disk to boot
+	Root      string // the new root, with the ESP mounted below it
+	ESPMount  string // the layout's vfat mount point, "" when it has none (/boot/efi)
+	ESPDisk   string // the ESP's disk device (/dev/sda)
+	ESPPart   int    // and partition number
+	// Kernel and Initrd are the image's files (absolute in the root);
+	// Initrd is "" when the image has none.
+	Kernel, Initrd string
+	// RootSource names the root filesystem for the kernel (UUID=…,
+	// /dev/system/root).
+	RootSource string
+	// Args are more kernel arguments (console=ttyS0,115200).
+	Args []string
+}
+
+// Decision is what to install, or why nothing.
+type Decision struct {
+	Skip string // why nothing is installed; empty when something is
+	// Copies maps a source in the root to a destination in the root.
+	Copies [][2]string
+	Entry  Want
+	// Note warns of something that may keep the fallback from booting.
+	Note string
+}
+
+// Want is the firmware boot entry to have.
+type Want struct {
+	Label  string
+	Disk   string
+	Part   int
+	Loader string // path on the ESP, backslashes: \EFI\herd\vmlinuz
+	Args   string
+}
+
+// Decide decides what the fallback is.
+func Decide(in Input) Decision {
+	switch {
+	case in.Stateless:
+		return Decision{Skip: "stateless node: nothing on disk to boot"}
+	case !in.UEFI:
+		return Decision{Skip: "BIOS firmware: bootenv installs no BIOS loader; the node boots from the network only"}
+	case in.ESPMount == "":
+		return Decision{Skip: "the disk layout has no EFI system partition (a vfat filesystem mounted at /boot/efi)"}
+	case in.ESPDisk == "" || in.ESPPart == 0:
+		return Decision{Skip: "the EFI system partition's disk was not found"}
+	case in.Kernel == "":
+		return Decision{Skip: "the image has no kernel"}
+	case in.RootSource == "":
+		return Decision{Skip: "the root filesystem's device is not known"}
+	}
+	espDir := path.Join(in.ESPMount, ESPDir)
+	d := Decision{Copies: [][2]string{{in.Kernel, path.Join(espDir, "vmlinuz")}}}
+	args := []string{"root=" + in.RootSource, "ro"}
+	if in.Initrd != "" {
+		d.Copies = append(d.Copies, [2]string{in.Initrd, path.Join(espDir, "initrd.img")})
+		args = append(args, "initrd="+efiPath(ESPDir+"/initrd.img"))
+	} else {
+		d.Note = "the image has no initrd: its kernel must find " + in.RootSource + " without one (no LVM, md or UUID= then)"
+	}
+	args = append(args, in.Args...)
+	d.Entry = Want{Disk: in.ESPDisk, Part: in.ESPPart, Loader: efiPath(ESPDir + "/vmlinuz"), Args: strings.Join(args, " ")}
+	d.Entry.Label = Label(d.Entry)
+	return d
+}
+
+// efiPath writes a path on the ESP as firmware does.
+func efiPath(p string) string { return strings.ReplaceAll(p, "/", `\`) }
+
+// Label is the entry's label: LabelPrefix and a digest of everything the
+// entry says, so an identical entry is recognised by its label alone
+// (efibootmgr prints the arguments in forms that differ between versions).
+func Label(w Want) string {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%s\x00%s", w.Disk, w.Part, w.Loader, w.Args)))
+	return LabelPrefix + " " + hex.EncodeToString(h[:4])
+}
+
+// BootEntry is one Boot#### variable as efibootmgr lists it.
+type BootEntry struct {
+	Num    string // four hex digits
+	Label  string
+	Active bool
+}
+
+// Firmware is efibootmgr's view of the boot variables.
+type Firmware struct {
+	Order   []string
+	Entries []BootEntry
+}
+
+// ParseEfibootmgr reads the output of efibootmgr (with or without -v).
+func ParseEfibootmgr(out string) Firmware {
+	var f Firmware
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimRight(l, "\r")
+		if rest, ok := strings.CutPrefix(l, "BootOrder:"); ok {
+			for n := range strings.SplitSeq(strings.TrimSpace(rest), ",") {
+				if n = strings.TrimSpace(n); n != "" {
+					f.Order = append(f.Order, strings.ToUpper(n))
+				}
+			}
+			continue
+		}
+		if !strings.HasPrefix(l, "Boot") || len(l) < 9 || !isHex(l[4:8]) {
+			continue
+		}
+		e := BootEntry{Num: strings.ToUpper(l[4:8])}
+		rest := l[8:]
+		if strings.HasPrefix(rest, "*") {
+			e.Active = true
+			rest = rest[1:]
+		}
+		rest = strings.TrimLeft(rest, " ")
+		// With -v the device path follows the label after a tab.
+		if i := strings.IndexByte(rest, '\t'); i >= 0 {
+			rest = rest[:i]
+		}
+		e.Label = strings.TrimSpace(rest)
+		f.Entries = append(f.Entries, e)
+	}
+	return f
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
+}
+
+// EntryPlan is what to do to the boot variables.
+type EntryPlan struct {
+	Delete []string // entries of herd's that are no longer wanted
+	Create bool     // the wanted entry is missing
+	Keep   string   // the wanted entry's number when it exists
+}
+
+// PlanEntry compares the firmware's entries with the one wanted.
+func PlanEntry(f Firmware, w Want) EntryPlan {
+	var p EntryPlan
+	for _, e := range f.Entries {
+		switch {
+		case e.Label == w.Label && p.Keep == "":
+			p.Keep = e.Num
+		case strings.HasPrefix(e.Label, LabelPrefix):
+			p.Delete = append(p.Delete, e.Num)
+		}
+	}
+	p.Create = p.Keep == ""
+	return p
+}
+
+// OrderLast returns order with num at its end (added when missing), so
+// every other way to boot, network first, is tried before it.
+func OrderLast(order []string, num string) []string {
+	out := slices.DeleteFunc(slices.Clone(order), func(n string) bool { return strings.EqualFold(n, num) })
+	return append(out, num)
+}
+
+// CreateArgs are efibootmgr's arguments that make the entry without
+// putting it into BootOrder (--create-only; the order is set apart).
+func CreateArgs(w Want) []string {
+	return []string{"--create-only", "--disk", w.Disk, "--part", fmt.Sprint(w.Part),
+		"--label", w.Label, "--loader", w.Loader, "--unicode", w.Args}
+}
+
+// ImageKernel finds the kernel of version in the tree at root, and its
+// initrd when the image has one: /boot/vmlinuz-<v> (or
+// /lib/modules/<v>/vmlinuz) and /boot/initrd.img-<v> (Debian) or
+// /boot/initramfs-<v>.img (Red Hat). An empty version takes the
+// highest-sorting /boot/vmlinuz-*. Paths are absolute in the root.
+func ImageKernel(root, version string) (kernel, initrd string) {
+	if version == "" {
+		ms, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+		if len(ms) == 0 {
+			return "", ""
+		}
+		slices.Sort(ms)
+		version = strings.TrimPrefix(filepath.Base(ms[len(ms)-1]), "vmlinuz-")
+	}
+	regular := func(p string) bool {
+		st, err := os.Stat(filepath.Join(root, p))
+		return err == nil && st.Mode().IsRegular()
+	}
+	for _, k := range []string{"/boot/vmlinuz-" + version, "/lib/modules/" + version + "/vmlinuz", "/usr/lib/modules/" + version + "/vmlinuz"} {
+		if regular(k) {
+			kernel = k
+			break
+		}
+	}
+	for _, i := range []string{"/boot/initrd.img-" + version, "/boot/initramfs-" + version + ".img"} {
+		if regular(i) {
+			initrd = i
+			break
+		}
+	}
+	return kernel, initrd
+}
