@@ -106,7 +106,7 @@ func (a *app) root() *command {
 			a.layoutCommand(),
 			a.pluginCommand(),
 			a.pkiCommand(),
-			a.powerCommand(), a.secretCommand(), a.imageCommand(),
+			a.powerCommand(), a.secretCommand(), a.imageCommand(), a.bootenvCommand(),
 			a.helpCommand(),
 		},
 	}

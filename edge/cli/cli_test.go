@@ -20,6 +20,7 @@ import (
 	"github.com/herd-hpc/herd/functions/auth"
 	"github.com/herd-hpc/herd/functions/boot"
 	"github.com/herd-hpc/herd/functions/client"
+	imgstore "github.com/herd-hpc/herd/functions/image/store"
 	"github.com/herd-hpc/herd/functions/model"
 	"github.com/herd-hpc/herd/functions/store"
 	"github.com/herd-hpc/herd/localdev/testenv"
@@ -52,7 +53,9 @@ func newHerd(t *testing.T) *herd {
 	// machines boot through the one and admins look through the other.
 	mux := http.NewServeMux()
 	a := api.New(st, au, log)
-	a.Images = newImageStore(t, st)
+	obj := testenv.Objects(t)
+	rdb, prefix := st.Redis()
+	a.Images, a.Objects = imgstore.New(obj, rdb, prefix), obj
 	mux.Handle(api.Prefix+"/", a)
 	mux.Handle(boot.Prefix, boot.New(st, au, completeArtifacts{}, boot.Config{}, log))
 	srv := httptest.NewServer(mux)

@@ -8,17 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	imgstore "github.com/herd-hpc/herd/functions/image/store"
 	"github.com/herd-hpc/herd/functions/model"
 	"github.com/herd-hpc/herd/functions/store"
-	"github.com/herd-hpc/herd/localdev/testenv"
 )
-
-func newImageStore(t *testing.T, st *store.Store) *imgstore.Store {
-	t.Helper()
-	rdb, prefix := st.Redis()
-	return imgstore.New(testenv.Objects(t), rdb, prefix)
-}
 
 func tree(t *testing.T, files map[string]string) string {
 	t.Helper()

@@ -109,6 +109,7 @@ func (a *API) routes() {
 	accounts(a)
 	bootRoutes(a)
 	imageRoutes(a)
+	bootenvRoutes(a)
 	powerRoutes(a)
 	provisionRoutes(a)
 

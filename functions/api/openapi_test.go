@@ -102,7 +102,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"BranchRequest": model.BranchRequest{}, "BranchPatch": model.BranchPatch{}, "CommitRequest": model.CommitRequest{},
 		"CommitReply": model.CommitReply{}, "RollbackRequest": model.RollbackRequest{}, "ImageVersion": model.ImageVersion{},
 		"ImageDiff": model.ImageDiff{}, "PathChange": model.PathChange{}, "MissingRequest": model.MissingRequest{},
-		"MissingReply": model.MissingReply{}, "GCRequest": model.GCRequest{}, "GCReport": model.GCReport{}, "ImportLease": model.ImportLease{},
+		"MissingReply": model.MissingReply{}, "GCRequest": model.GCRequest{}, "GCReport": model.GCReport{}, "ImportLease": model.ImportLease{}, "BootenvInfo": model.BootenvInfo{},
 		"Layout": model.Layout{}, "LayoutDisk": model.LayoutDisk{}, "DiskSelector": model.DiskSelector{},
 		"SimpleLayout": model.SimpleLayout{}, "SimpleFS": model.SimpleFS{}, "AdvancedLayout": model.AdvancedLayout{},
 		"PluginSettings": model.PluginSettings{}, "ConsoleChunk": model.ConsoleChunk{},

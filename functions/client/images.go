@@ -138,9 +138,17 @@ func (c *Client) missing(ctx context.Context, ds []manifest.Digest, lease string
 // send makes one request with a raw body and returns the answer, or the
 // answered problem.
 func (c *Client) send(ctx context.Context, method, path string, body io.Reader, size int64, contentType string) (*http.Response, error) {
+	return c.sendWith(ctx, method, path, body, size, contentType, nil)
+}
+
+// sendWith is send with more request headers.
+func (c *Client) sendWith(ctx context.Context, method, path string, body io.Reader, size int64, contentType string, header http.Header) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	if body != nil {
 		req.ContentLength = size

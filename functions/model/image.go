@@ -132,3 +132,10 @@ type GCReport struct {
 	DeletedManifests int   `json:"deleted_manifests"`
 	BytesFreed       int64 `json:"bytes_freed"`
 }
+
+// BootenvInfo describes the published bootenv initramfs.
+type BootenvInfo struct {
+	Size     int64     `json:"size"`
+	SHA256   string    `json:"sha256,omitempty"`
+	Modified time.Time `json:"modified,omitzero"`
+}

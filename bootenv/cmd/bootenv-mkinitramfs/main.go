@@ -38,16 +38,11 @@ func run(ctx context.Context, init, modules, extra, out string) error {
 	if err != nil {
 		return err
 	}
-	spec := initramfs.Spec{
-		Init:       prog,
-		Tools:      initramfs.DiskTools(),
-		ModulesDir: modules,
-		Modules:    initramfs.DiskModules(),
-		Files:      map[string][]byte{"etc/lvm/lvm.conf": []byte(initramfs.LVMConf)},
-	}
+	var more []string
 	if extra != "" {
-		spec.Modules = append(spec.Modules, strings.Split(extra, ",")...)
+		more = strings.Split(extra, ",")
 	}
+	spec := initramfs.Bootenv(prog, nil, modules, more...)
 	var buf bytes.Buffer
 	if err := initramfs.Build(ctx, spec, &buf); err != nil {
 		return err

@@ -56,6 +56,13 @@ func (s *Store) PutBlob(ctx context.Context, d manifest.Digest, r io.Reader, siz
 	return s.putIfAbsent(ctx, BlobKey(d), d, r, size)
 }
 
+// VerifyingReader returns a reader of exactly size bytes of r whose read
+// of the last byte fails unless their SHA-256 is d: whoever stores what it
+// reads never completes content other than d says.
+func VerifyingReader(r io.Reader, d manifest.Digest, size int64) io.Reader {
+	return &verifyingReader{r: r, h: sha256.New(), want: d, left: size}
+}
+
 // verifyingReader passes exactly left bytes of r and fails the read that
 // would complete them if their SHA-256 is not want.
 type verifyingReader struct {
