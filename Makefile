@@ -62,7 +62,8 @@ deps:
 		busybox:busybox iproute2:ip debootstrap:debootstrap tar:tar attr:getfattr libcap2-bin:setcap rsync:rsync \
 		openipmi:ipmi_sim ipmitool:ipmitool \
 		qemu-system-x86:qemu-system-x86_64 qemu-utils:qemu-img gdisk:sgdisk fdisk:sfdisk mdadm:mdadm \
-		lvm2:lvm xfsprogs:mkfs.xfs e2fsprogs:mkfs.ext4 dosfstools:mkfs.vfat kmod:kmod util-linux:lsblk
+		lvm2:lvm xfsprogs:mkfs.xfs e2fsprogs:mkfs.ext4 dosfstools:mkfs.vfat kmod:kmod util-linux:lsblk \
+		efibootmgr:efibootmgr
 	@$(MAKE) --no-print-directory frontend
 
 frontend: $(HTMX)
@@ -119,7 +120,10 @@ fuzz:
 
 build: frontend-optional
 	mkdir -p bin
-	$(GO) build -o bin/ $$($(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./...)
+	$(GO) build -o bin/ $$($(GO) list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' ./... | grep -v '/bootenv/cmd/')
+	# bootenv runs as /init of an initramfs with no libc: it must be static.
+	# herd bootenv build finds it beside bin/herd.
+	CGO_ENABLED=0 $(GO) build -o bin/ ./bootenv/cmd/...
 
 # Each function as the bootstrap binary of provided.al2023, where
 # infra/aws/template.yaml's CodeUri looks for it.

@@ -20,6 +20,7 @@ func DiskTools() []string {
 		"mdadm", "lvm", "pvcreate", "pvs", "vgcreate", "vgchange", "vgremove", "vgs", "lvcreate", "lvremove", "lvs",
 		"mkfs.ext4", "mke2fs", "mkfs.xfs", "mkfs.vfat", "mkswap",
 		"mount", "umount", "mkdir", "switch_root", "/sbin/modprobe", "kmod",
+		"efibootmgr", // the fallback boot entry on UEFI machines
 		// Not a command: mke2fs reads its defaults (64bit, metadata_csum) here.
 		"/etc/mke2fs.conf",
 	}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -93,7 +94,7 @@ func checkScript(t *testing.T, query, script string) {
 				t.Fatalf("query %q: arguments after the URL in %q", query, line)
 			}
 			for _, f := range fields[1:] {
-				if !strings.HasPrefix(f, "herd.") && !strings.HasPrefix(f, "initrd=") {
+				if !strings.HasPrefix(f, "herd.") && !strings.HasPrefix(f, "initrd=") && !regexp.MustCompile(`^BOOTIF=01(-[0-9a-f]{2}){6}$`).MatchString(f) {
 					t.Fatalf("query %q: unexpected argument %q in %q", query, f, line)
 				}
 			}

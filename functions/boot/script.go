@@ -120,6 +120,11 @@ func (b Boot) Render() []byte {
 		"herd.server=" + b.Server,
 		"herd.token=" + b.Token,
 	}
+	if b.MAC != "" {
+		// pxelinux's convention, which bootenv reads to find the NIC the
+		// machine booted from among several with a link.
+		args = append(args, "BOOTIF=01-"+strings.ReplaceAll(strings.ToLower(string(b.MAC)), ":", "-"))
+	}
 	if b.Platform == "efi" {
 		// The EFI stub loads initrds by name only when told (FIELD-NOTES).
 		args = append(args, "initrd="+initrdName, "initrd="+bootenvName)

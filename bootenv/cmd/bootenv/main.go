@@ -12,16 +12,15 @@
 // on the command line, starts a shell (/bin/sh) on the console and
 // reboots when it exits.
 //
-// The cluster's TLS files, when the initramfs carries them, are
-// /etc/herd/ca.crt (the CA the edge's certificate is checked against)
-// and /etc/herd/client.crt with /etc/herd/client.key (the node's client
-// certificate).
+// The cluster's TLS files, when the initramfs carries them (herd bootenv
+// build puts them there from herd pki init), are in /etc/herd/pki: the CA
+// the edge's certificate is checked against and the node's client
+// certificate and key.
 package main
 
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +32,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/herd-hpc/herd/bootenv/initramfs"
+	"github.com/herd-hpc/herd/edge/pki"
 
 	"golang.org/x/sys/unix"
 
@@ -222,19 +224,11 @@ func warnEntropy(log *slog.Logger) {
 // when the initramfs has them.
 func httpClient() (*http.Client, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if pem, err := os.ReadFile("/etc/herd/ca.crt"); err == nil {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New("/etc/herd/ca.crt holds no certificate")
+	dir := "/" + initramfs.PKIDir
+	if _, err := os.Stat(filepath.Join(dir, pki.CACert)); err == nil {
+		if cfg, err = pki.LoadNode(dir); err != nil {
+			return nil, fmt.Errorf("cluster PKI in %s: %w", dir, err)
 		}
-		cfg.RootCAs = pool
-	}
-	if _, err := os.Stat("/etc/herd/client.crt"); err == nil {
-		cert, err := tls.LoadX509KeyPair("/etc/herd/client.crt", "/etc/herd/client.key")
-		if err != nil {
-			return nil, fmt.Errorf("cluster client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = cfg

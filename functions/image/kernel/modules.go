@@ -35,6 +35,9 @@ func ProvisionerModules() []string {
 		"kernel/fs/ext4/", "kernel/fs/xfs/", "kernel/fs/btrfs/", "kernel/fs/fat/",
 		"kernel/fs/vfat/", "kernel/fs/nls/", "kernel/fs/jbd2/", "kernel/fs/mbcache",
 		"kernel/lib/", "kernel/crypto/",
+		// DHCP's raw sockets, and entropy for DHCP ids and TLS keys on
+		// machines without RDRAND; efivarfs for the fallback boot entry.
+		"kernel/net/packet/", "kernel/drivers/char/hw_random/", "kernel/fs/efivarfs/",
 	}
 }
 
