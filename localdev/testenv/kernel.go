@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -22,9 +20,10 @@ type Kernel struct {
 // DebianKernel returns the kernel of Debian's linux-image-amd64, fetched
 // on first use with apt-get download (the image package the metapackage
 // depends on) and unpacked with dpkg-deb -x into
-// localdev/.cache/kernel/<version>/, where it stays between runs. Nothing is
-// installed on this machine; depmod makes modules.dep. Tests must not change the files. Without
-// apt-get or dpkg-deb the test is skipped with the reason.
+// localdev/.cache/kernel/<version>/, where it stays between runs. Nothing
+// is installed on this machine; depmod makes modules.dep. Tests must not
+// change the files. Without apt-get or dpkg-deb the test is skipped with
+// the reason.
 func DebianKernel(t testing.TB) Kernel {
 	t.Helper()
 	for _, tool := range []string{"apt-get", "apt-cache", "dpkg-deb", "depmod"} {
@@ -37,77 +36,33 @@ func DebianKernel(t testing.TB) Kernel {
 		t.Fatalf("testenv: %v", err)
 	}
 	version := strings.TrimPrefix(pkg, "linux-image-")
-	env, err := envFile()
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	cache := filepath.Join(filepath.Dir(filepath.Dir(env)), ".cache", "kernel")
-	dir := filepath.Join(cache, version)
-	k := Kernel{
+	dir := cached(t, "kernel", version, filepath.Join("lib", "modules", version, "modules.dep"), func(dir string) error {
+		dl := t.TempDir()
+		t.Logf("testenv: fetching %s with apt-get download (once; cached)", pkg)
+		if err := run(dl, "apt-get", "download", "-q", pkg); err != nil {
+			// The package lists may be missing or stale on a fresh machine.
+			if uerr := run("", "apt-get", "update", "-q"); uerr != nil {
+				return fmt.Errorf("%w; apt-get update: %w", err, uerr)
+			}
+			if err := run(dl, "apt-get", "download", "-q", pkg); err != nil {
+				return err
+			}
+		}
+		debs, _ := filepath.Glob(filepath.Join(dl, pkg+"_*.deb"))
+		if len(debs) != 1 {
+			return fmt.Errorf("apt-get download %s left %d packages", pkg, len(debs))
+		}
+		if err := run("", "dpkg-deb", "-x", debs[0], dir); err != nil {
+			return err
+		}
+		// modules.dep is made by the package's postinst, which does not run here.
+		return run("", "depmod", "-b", dir, version)
+	})
+	return Kernel{
 		Version: version,
 		Vmlinuz: filepath.Join(dir, "boot", "vmlinuz-"+version),
 		Modules: filepath.Join(dir, "lib", "modules", version),
 	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	// One fetcher at a time across test binaries; the others wait and reuse.
-	lock, err := os.OpenFile(filepath.Join(cache, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatalf("testenv: lock %s: %v", lock.Name(), err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if _, err := os.Stat(filepath.Join(k.Modules, "modules.dep")); err == nil {
-		return k
-	}
-	tmp := dir + ".fetching"
-	if err := os.RemoveAll(tmp); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	t.Logf("testenv: fetching %s with apt-get download (once; cached in %s)", pkg, dir)
-	dl := exec.Command("apt-get", "download", "-q", pkg)
-	dl.Dir = tmp
-	if out, err := dl.CombinedOutput(); err != nil {
-		// The package lists may be missing or stale on a fresh machine.
-		if up, uerr := exec.Command("apt-get", "update", "-q").CombinedOutput(); uerr != nil {
-			t.Fatalf("testenv: apt-get download %s: %v\n%s\napt-get update: %v\n%s", pkg, err, tail(out, 2000), uerr, tail(up, 2000))
-		}
-		if out, err := dl.CombinedOutput(); err != nil {
-			t.Fatalf("testenv: apt-get download %s: %v\n%s", pkg, err, tail(out, 2000))
-		}
-	}
-	debs, _ := filepath.Glob(filepath.Join(tmp, pkg+"_*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("testenv: apt-get download %s left %d packages in %s", pkg, len(debs), tmp)
-	}
-	root := filepath.Join(tmp, "root")
-	if out, err := exec.Command("dpkg-deb", "-x", debs[0], root).CombinedOutput(); err != nil {
-		t.Fatalf("testenv: dpkg-deb -x %s: %v\n%s", debs[0], err, tail(out, 2000))
-	}
-	// modules.dep is made by the package's postinst, which does not run here.
-	if out, err := exec.Command("depmod", "-b", root, version).CombinedOutput(); err != nil {
-		t.Fatalf("testenv: depmod for %s: %v\n%s", pkg, err, tail(out, 2000))
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	if err := os.Rename(root, dir); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	if err := os.RemoveAll(tmp); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(k.Modules, "modules.dep")); err != nil {
-		t.Fatalf("testenv: %s has no modules.dep: %v", pkg, err)
-	}
-	return k
 }
 
 // kernelPackage asks apt which image package linux-image-amd64 depends on.

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 )
 
@@ -23,49 +22,18 @@ func DebianRoot(t testing.TB) string {
 	if os.Geteuid() != 0 {
 		t.Skip("testenv: building a Debian root filesystem with debootstrap needs root")
 	}
-	env, err := envFile()
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	cache := filepath.Join(filepath.Dir(filepath.Dir(env)), ".cache", "rootfs")
-	dir := filepath.Join(cache, debianSuite+"-minbase")
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	// One builder at a time across test binaries; the others wait and reuse.
-	lock, err := os.OpenFile(filepath.Join(cache, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatalf("testenv: lock %s: %v", lock.Name(), err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if _, err := os.Stat(filepath.Join(dir, "etc", "debian_version")); err == nil {
-		return dir
-	}
 	mirror := os.Getenv("HERD_DEBIAN_MIRROR")
 	if mirror == "" {
 		mirror = "http://deb.debian.org/debian"
 	}
-	tmp := dir + ".building"
-	if err := os.RemoveAll(tmp); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	t.Logf("testenv: building a %s minbase root with debootstrap from %s (once; cached in %s)", debianSuite, mirror, dir)
-	cmd := exec.Command("debootstrap", "--variant=minbase", debianSuite, tmp, mirror)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("testenv: debootstrap %s into %s: %v\n%s", debianSuite, tmp, err, tail(out, 2000))
-	}
-	// debootstrap leaves its download cache; a root keeps only what it runs.
-	if err := removeContents(filepath.Join(tmp, "var", "cache", "apt", "archives")); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	return dir
+	return cached(t, "rootfs", debianSuite+"-minbase", "etc/debian_version", func(dir string) error {
+		t.Logf("testenv: building a %s minbase root with debootstrap from %s (once; cached)", debianSuite, mirror)
+		if err := run("", "debootstrap", "--variant=minbase", debianSuite, dir, mirror); err != nil {
+			return err
+		}
+		// debootstrap leaves its download cache; a root keeps only what it runs.
+		return removeContents(filepath.Join(dir, "var", "cache", "apt", "archives"))
+	})
 }
 
 // CopyTree copies the tree src into a new temporary directory of the test,
