@@ -2,75 +2,31 @@ package netup
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/herd-hpc/herd/localdev/testenv"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
-	"golang.org/x/sys/unix"
 )
-
-func ipCmd(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// inNetns runs f on an OS thread moved into namespace ns; the thread is
-// never unlocked, so the runtime discards it afterwards.
-func inNetns(ns string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd, err := unix.Open(filepath.Join("/run/netns", ns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
-}
 
 // TestUpAgainstADHCPServer brings up a veth end in its own namespace with
 // DHCP from a server in another, as a node's boot NIC: the address, the
 // default route and resolv.conf must come out as the lease says.
 func TestUpAgainstADHCPServer(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("no ip command to set up the test network")
-	}
-	id := strings.ToLower(rand.Text()[:8])
-	srvNS, cliNS := "herd-netup-s-"+id, "herd-netup-c-"+id
-	srvIf, cliIf := "hns"+id, "hnc"+id
-	for _, ns := range []string{srvNS, cliNS} {
-		ipCmd(t, "netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	}
-	ipCmd(t, "link", "add", srvIf, "netns", srvNS, "type", "veth", "peer", "name", cliIf, "netns", cliNS)
-	ipCmd(t, "-n", srvNS, "addr", "add", "10.0.0.1/16", "dev", srvIf)
-	ipCmd(t, "-n", srvNS, "link", "set", srvIf, "up")
+	seg := testenv.NewSegment(t, "netup", "10.0.0.1/16")
+	srvNS, cliNS, srvIf, cliIf := seg.Server, seg.Client, seg.ServerIf, seg.ClientIf
 	const mac = "52:54:00:aa:bb:01"
-	ipCmd(t, "-n", cliNS, "link", "set", cliIf, "address", mac)
+	seg.SetClientMAC(t, mac)
+	// A node's NIC is down until bootenv raises it.
+	testenv.IP(t, "-n", cliNS, "link", "set", cliIf, "down")
 
 	handler := func(conn net.PacketConn, _ net.Addr, m *dhcpv4.DHCPv4) {
 		typ := dhcpv4.MessageTypeOffer
@@ -93,7 +49,7 @@ func TestUpAgainstADHCPServer(t *testing.T) {
 		conn.WriteTo(reply.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort})
 	}
 	var srv *server4.Server
-	if err := inNetns(srvNS, func() (err error) {
+	if err := testenv.InNetns(srvNS, func() (err error) {
 		srv, err = server4.NewServer(srvIf, &net.UDPAddr{IP: net.IPv4zero, Port: dhcpv4.ServerPort}, handler)
 		return err
 	}); err != nil {
@@ -105,7 +61,7 @@ func TestUpAgainstADHCPServer(t *testing.T) {
 	resolv := filepath.Join(t.TempDir(), "resolv.conf")
 	hw, _ := net.ParseMAC(mac)
 	var c Config
-	err := inNetns(cliNS, func() (err error) {
+	err := testenv.InNetns(cliNS, func() (err error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		c, err = Up(ctx, Options{MAC: hw, ResolvConf: resolv, LinkWait: 10 * time.Second, DHCPTimeout: 30 * time.Second})
@@ -117,10 +73,10 @@ func TestUpAgainstADHCPServer(t *testing.T) {
 	if c.Interface != cliIf || c.Address != netip.MustParsePrefix("10.0.7.9/16") || c.Gateway != netip.MustParseAddr("10.0.0.1") {
 		t.Errorf("config %s", c)
 	}
-	if addr := ipCmd(t, "-n", cliNS, "-4", "addr", "show", "dev", cliIf); !strings.Contains(addr, "inet 10.0.7.9/16 brd 10.0.255.255") {
+	if addr := testenv.IP(t, "-n", cliNS, "-4", "addr", "show", "dev", cliIf); !strings.Contains(addr, "inet 10.0.7.9/16 brd 10.0.255.255") {
 		t.Errorf("address not configured:\n%s", addr)
 	}
-	if route := ipCmd(t, "-n", cliNS, "-4", "route", "show", "default"); !strings.Contains(route, fmt.Sprintf("default via 10.0.0.1 dev %s", cliIf)) {
+	if route := testenv.IP(t, "-n", cliNS, "-4", "route", "show", "default"); !strings.Contains(route, fmt.Sprintf("default via 10.0.0.1 dev %s", cliIf)) {
 		t.Errorf("no default route:\n%s", route)
 	}
 	if b, _ := os.ReadFile(resolv); !strings.Contains(string(b), "nameserver 10.0.0.1\n") {

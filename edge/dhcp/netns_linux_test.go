@@ -3,7 +3,6 @@ package dhcp
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,83 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/herd-hpc/herd/localdev/testenv"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/client4"
-	"golang.org/x/sys/unix"
 )
-
-// segment is a network segment made for one test: a server namespace and
-// a client namespace joined by a veth pair, the server end holding
-// 10.0.0.1/16. Everything is removed when the test ends, failed or not.
-type segment struct {
-	server, client     string // namespace names
-	serverIf, clientIf string
-}
-
-func newSegment(t *testing.T) *segment {
-	t.Helper()
-	if !isRoot() {
-		t.Skip("network namespaces need root")
-	}
-	id := strings.ToLower(rand.Text()[:8])
-	s := &segment{
-		server: "herd-dhcp-s-" + id, client: "herd-dhcp-c-" + id,
-		serverIf: "hds" + id, clientIf: "hdc" + id,
-	}
-	for _, ns := range []string{s.server, s.client} {
-		ipCmd(t, "netns", "add", ns)
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-				t.Errorf("remove namespace %s: %v: %s", ns, err, out)
-			}
-		})
-	}
-	ipCmd(t, "link", "add", s.serverIf, "netns", s.server, "type", "veth", "peer", "name", s.clientIf, "netns", s.client)
-	ipCmd(t, "-n", s.server, "addr", "add", "10.0.0.1/16", "dev", s.serverIf)
-	ipCmd(t, "-n", s.server, "link", "set", s.serverIf, "up")
-	ipCmd(t, "-n", s.server, "link", "set", "lo", "up")
-	ipCmd(t, "-n", s.client, "link", "set", s.clientIf, "up")
-	return s
-}
-
-// setClientMAC gives the client end the hardware address a node has.
-func (s *segment) setClientMAC(t *testing.T, m string) {
-	ipCmd(t, "-n", s.client, "link", "set", s.clientIf, "address", m)
-}
-
-func ipCmd(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
-
-// inNetns runs f on an OS thread moved into namespace ns. The thread is
-// never unlocked, so the runtime throws it away afterwards rather than let
-// other goroutines run in the namespace. Sockets f opens stay in ns.
-func inNetns(ns string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd, err := unix.Open(filepath.Join("/run/netns", ns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("open namespace %s: %w", ns, err)
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter namespace %s: %w", ns, err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
-}
 
 // startServerIn runs a server whose sockets live in namespace ns.
 func startServerIn(t *testing.T, ns string, cfg Config, src TableSource) *Server {
@@ -97,7 +27,7 @@ func startServerIn(t *testing.T, ns string, cfg Config, src TableSource) *Server
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := inNetns(ns, func() error { return s.Listen(ctx) }); err != nil {
+	if err := testenv.InNetns(ns, func() error { return s.Listen(ctx) }); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
@@ -121,10 +51,10 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func segmentConfig(s *segment) Config {
+func segmentConfig(s *testenv.Segment) Config {
 	cfg := loopbackConfig()
 	cfg.Listen = ""
-	cfg.Interfaces = []string{s.serverIf}
+	cfg.Interfaces = []string{s.ServerIf}
 	cfg.ServerAddr = netip.Addr{} // from the interface
 	return cfg
 }
@@ -132,16 +62,16 @@ func segmentConfig(s *segment) Config {
 // TestClient4 runs insomniacslk's client4 — raw sockets, broadcast, port
 // 68 — against the server across a veth pair.
 func TestClient4(t *testing.T) {
-	seg := newSegment(t)
-	srv := startServerIn(t, seg.server, segmentConfig(seg), StaticTable{testTable(t)})
+	seg := testenv.NewSegment(t, "dhcp", "10.0.0.1/16")
+	srv := startServerIn(t, seg.Server, segmentConfig(seg), StaticTable{testTable(t)})
 
 	exchange := func(t *testing.T, mods ...dhcpv4.Modifier) []*dhcpv4.DHCPv4 {
 		t.Helper()
 		var conv []*dhcpv4.DHCPv4
-		err := inNetns(seg.client, func() error {
+		err := testenv.InNetns(seg.Client, func() error {
 			c := client4.NewClient()
 			var err error
-			conv, err = c.Exchange(seg.clientIf, mods...)
+			conv, err = c.Exchange(seg.ClientIf, mods...)
 			return err
 		})
 		if err != nil {
@@ -151,7 +81,7 @@ func TestClient4(t *testing.T) {
 	}
 
 	t.Run("known MAC", func(t *testing.T) {
-		seg.setClientMAC(t, macNode1)
+		seg.SetClientMAC(t, macNode1)
 		conv := exchange(t, dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00007:UNDI:003016")),
 			dhcpv4.WithGeneric(dhcpv4.OptionClientSystemArchitectureType, []byte{0, 7}))
 		ack := conv[3]
@@ -169,7 +99,7 @@ func TestClient4(t *testing.T) {
 		}
 	})
 	t.Run("unknown MAC", func(t *testing.T) {
-		seg.setClientMAC(t, macUnknown)
+		seg.SetClientMAC(t, macUnknown)
 		conv := exchange(t)
 		ack := conv[3]
 		if ack.YourIPAddr.String() != "10.0.1.10" || ack.SubnetMask().String() != "ffff0000" ||
@@ -193,12 +123,12 @@ func TestClient4(t *testing.T) {
 // TestUdhcpc runs busybox's udhcpc, a second client written by other
 // people, across the same kind of segment.
 func TestUdhcpc(t *testing.T) {
-	seg := newSegment(t)
+	seg := testenv.NewSegment(t, "dhcp", "10.0.0.1/16")
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
 		t.Fatal("busybox not found: make deps installs it (Debian package busybox)")
 	}
-	startServerIn(t, seg.server, segmentConfig(seg), StaticTable{testTable(t)})
+	startServerIn(t, seg.Server, segmentConfig(seg), StaticTable{testTable(t)})
 
 	dir := t.TempDir()
 	out := filepath.Join(dir, "lease.env")
@@ -211,8 +141,8 @@ func TestUdhcpc(t *testing.T) {
 		os.Remove(out)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", seg.client, bb, "udhcpc",
-			"-i", seg.clientIf, "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", script, "-O", "hostname", "-O", "domain")
+		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", seg.Client, bb, "udhcpc",
+			"-i", seg.ClientIf, "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", script, "-O", "hostname", "-O", "domain")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("udhcpc: %v\n%s", err, b)
 		}
@@ -232,7 +162,7 @@ func TestUdhcpc(t *testing.T) {
 	}
 
 	t.Run("known MAC", func(t *testing.T) {
-		seg.setClientMAC(t, macNode1)
+		seg.SetClientMAC(t, macNode1)
 		env := lease(t)
 		want := map[string]string{"ip": "10.0.0.5", "subnet": "255.255.0.0", "router": "10.0.0.254",
 			"dns": "10.0.0.53 10.0.0.54", "hostname": "node001", "domain": "cluster.example",
@@ -244,7 +174,7 @@ func TestUdhcpc(t *testing.T) {
 		}
 	})
 	t.Run("unknown MAC", func(t *testing.T) {
-		seg.setClientMAC(t, macOther)
+		seg.SetClientMAC(t, macOther)
 		env := lease(t)
 		if env["ip"] != "10.0.1.10" || env["subnet"] != "255.255.0.0" || env["lease"] != "120" || env["boot_file"] != "undionly.kpxe" {
 			t.Errorf("lease env %v", env)
@@ -260,12 +190,12 @@ func TestUdhcpc(t *testing.T) {
 // TestRelayAnsweredOnPort67 puts a relay agent on a privileged port in a
 // namespace of its own: replies go to giaddr:67 whoever forwarded them.
 func TestRelayAnsweredOnPort67(t *testing.T) {
-	seg := newSegment(t)
-	ipCmd(t, "-n", seg.server, "addr", "add", "127.0.0.2/8", "dev", "lo")
+	seg := testenv.NewSegment(t, "dhcp", "10.0.0.1/16")
+	testenv.IP(t, "-n", seg.Server, "addr", "add", "127.0.0.2/8", "dev", "lo")
 	cfg := loopbackConfig()
-	srv := startServerIn(t, seg.server, cfg, StaticTable{testTable(t)})
+	srv := startServerIn(t, seg.Server, cfg, StaticTable{testTable(t)})
 
-	err := inNetns(seg.server, func() error {
+	err := testenv.InNetns(seg.Server, func() error {
 		agent, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: ServerPort})
 		if err != nil {
 			return err
@@ -304,17 +234,17 @@ func TestRelayAnsweredOnPort67(t *testing.T) {
 // TestProxyDHCPOnInterface serves proxyDHCP on a device: port 67 and the
 // boot-server port 4011 bound to the interface.
 func TestProxyDHCPOnInterface(t *testing.T) {
-	seg := newSegment(t)
+	seg := testenv.NewSegment(t, "dhcp", "10.0.0.1/16")
 	cfg := segmentConfig(seg)
 	cfg.Policy.Mode = ModeProxy
-	srv := startServerIn(t, seg.server, cfg, nil)
+	srv := startServerIn(t, seg.Server, cfg, nil)
 	d, p := srv.Addrs()
 	if len(d) != 1 || len(p) != 1 || p[0].(*net.UDPAddr).Port != PXEPort || d[0].(*net.UDPAddr).Port != ServerPort {
 		t.Fatalf("sockets %v %v", d, p)
 	}
-	seg.setClientMAC(t, macUnknown)
-	ipCmd(t, "-n", seg.client, "addr", "add", "10.0.0.77/16", "dev", seg.clientIf)
-	err := inNetns(seg.client, func() error {
+	seg.SetClientMAC(t, macUnknown)
+	testenv.IP(t, "-n", seg.Client, "addr", "add", "10.0.0.77/16", "dev", seg.ClientIf)
+	err := testenv.InNetns(seg.Client, func() error {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 0, 0, 77), Port: PXEPort})
 		if err != nil {
 			return err
