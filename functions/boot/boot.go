@@ -273,6 +273,21 @@ func (h *Handler) nodeOnly(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// nodeSession reads the session id of a node's request and checks its boot
+// token, answering the problem itself and returning false when either
+// fails.
+func (h *Handler) nodeSession(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id, ok := h.sessionID(w, r)
+	if !ok {
+		return "", false
+	}
+	if err := h.sessionFor(r.Context(), id, bearer(r)); err != nil {
+		h.fail(w, r, err)
+		return "", false
+	}
+	return id, true
+}
+
 // sessionFor authenticates a request with a boot token for session id: 401
 // for no or an unknown token, 403 for the token of another session. Each
 // use keeps the token alive for another TokenTTL.

@@ -27,12 +27,8 @@ func ConsoleKey(session string) string { return store.ConsoleArchiveKey(session)
 // postConsole appends the body, raw bytes, to the session's console.
 func (h *Handler) postConsole(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	id, ok := h.sessionID(w, r)
+	id, ok := h.nodeSession(w, r)
 	if !ok {
-		return
-	}
-	if err := h.sessionFor(ctx, id, bearer(r)); err != nil {
-		h.fail(w, r, err)
 		return
 	}
 	seq, err := strconv.ParseUint(r.Header.Get(HeaderConsoleSeq), 10, 64)

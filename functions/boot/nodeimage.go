@@ -41,25 +41,32 @@ func (h *Handler) digestParam(w http.ResponseWriter, r *http.Request) (manifest.
 	return d, true
 }
 
-// nodeManifest streams the planned version's manifest as stored; the node
-// checks it against the digest it asked for.
-func (h *Handler) nodeManifest(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	id, ok := h.sessionID(w, r)
+// nodeImageRequest checks what a node's manifest or blob request shares:
+// a live session with its boot token, a digest, and an image store. It
+// answers the problem itself and returns false when one is missing.
+func (h *Handler) nodeImageRequest(w http.ResponseWriter, r *http.Request) (string, manifest.Digest, *ObjectArtifacts, bool) {
+	id, ok := h.nodeSession(w, r)
 	if !ok {
-		return
-	}
-	if err := h.sessionFor(ctx, id, bearer(r)); err != nil {
-		h.fail(w, r, err)
-		return
+		return "", manifest.Digest{}, nil, false
 	}
 	d, ok := h.digestParam(w, r)
 	if !ok {
-		return
+		return "", manifest.Digest{}, nil, false
 	}
 	_, oa := h.images()
 	if oa == nil {
 		h.fail(w, r, noImages())
+		return "", manifest.Digest{}, nil, false
+	}
+	return id, d, oa, true
+}
+
+// nodeManifest streams the planned version's manifest as stored; the node
+// checks it against the digest it asked for.
+func (h *Handler) nodeManifest(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id, d, oa, ok := h.nodeImageRequest(w, r)
+	if !ok {
 		return
 	}
 	planned, err := h.store.PlanVersion(ctx, id)
@@ -82,22 +89,8 @@ func (h *Handler) nodeManifest(w http.ResponseWriter, r *http.Request) {
 
 // nodeBlob streams one blob.
 func (h *Handler) nodeBlob(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	id, ok := h.sessionID(w, r)
+	_, d, oa, ok := h.nodeImageRequest(w, r)
 	if !ok {
-		return
-	}
-	if err := h.sessionFor(ctx, id, bearer(r)); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	d, ok := h.digestParam(w, r)
-	if !ok {
-		return
-	}
-	_, oa := h.images()
-	if oa == nil {
-		h.fail(w, r, noImages())
 		return
 	}
 	h.stream(w, r, oa.Objects, imgstore.BlobKey(d), d, "application/octet-stream")
