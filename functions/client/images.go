@@ -225,6 +225,11 @@ func (c *Client) Manifest(ctx context.Context, d manifest.Digest) (*manifest.Man
 	if err != nil {
 		return nil, err
 	}
+	return readManifest(resp, d)
+}
+
+// readManifest reads a manifest answer and checks it has digest d.
+func readManifest(resp *http.Response, d manifest.Digest) (*manifest.Manifest, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {

@@ -129,15 +129,7 @@ func (b *Boot) Manifest(ctx context.Context, session string, d manifest.Digest) 
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("read manifest %s: %w", d, err)
-	}
-	if got := manifest.Sum(raw); got != d {
-		return nil, fmt.Errorf("manifest %s: the server sent content with digest %s", d, got)
-	}
-	return manifest.Decode(raw)
+	return readManifest(resp, d)
 }
 
 // OpenBlob opens blob d and returns its size. Reading it to the end
