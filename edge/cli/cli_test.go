@@ -23,6 +23,7 @@ import (
 	imgstore "github.com/herd-hpc/herd/functions/image/store"
 	"github.com/herd-hpc/herd/functions/model"
 	"github.com/herd-hpc/herd/functions/store"
+	"github.com/herd-hpc/herd/functions/store/storetest"
 	"github.com/herd-hpc/herd/localdev/testenv"
 )
 
@@ -39,10 +40,7 @@ type herd struct {
 func newHerd(t *testing.T) *herd {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{RedisURL: testenv.RedisURL(t), Prefix: testenv.Prefix(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t)
 	log := slog.New(slog.DiscardHandler)
 	au := &auth.Service{Store: st, SessionTTL: time.Hour, Log: log}
 	user, pw, created, err := au.EnsureFirstAdmin(ctx, "test")

@@ -14,8 +14,7 @@ import (
 	"github.com/herd-hpc/herd/functions/auth"
 	"github.com/herd-hpc/herd/functions/client"
 	"github.com/herd-hpc/herd/functions/model"
-	"github.com/herd-hpc/herd/functions/store"
-	"github.com/herd-hpc/herd/localdev/testenv"
+	"github.com/herd-hpc/herd/functions/store/storetest"
 )
 
 const testEdgeSecret = "test-edge-secret"
@@ -24,10 +23,7 @@ const testEdgeSecret = "test-edge-secret"
 func powerHerd(t *testing.T) *herd {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{RedisURL: testenv.RedisURL(t), Prefix: testenv.Prefix(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t)
 	log := slog.New(slog.DiscardHandler)
 	au := &auth.Service{Store: st, SessionTTL: time.Hour, EdgeSecret: testEdgeSecret, Log: log}
 	_, pw, _, err := au.EnsureFirstAdmin(ctx, "test")

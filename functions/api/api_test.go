@@ -18,7 +18,7 @@ import (
 	"github.com/herd-hpc/herd/functions/model"
 	"github.com/herd-hpc/herd/functions/problem"
 	"github.com/herd-hpc/herd/functions/store"
-	"github.com/herd-hpc/herd/localdev/testenv"
+	"github.com/herd-hpc/herd/functions/store/storetest"
 )
 
 // env is one API over a fresh key prefix on the real Redis from localdev.
@@ -34,11 +34,7 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{RedisURL: testenv.RedisURL(t), Prefix: testenv.Prefix(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	au := &auth.Service{Store: st, SessionTTL: time.Hour, EdgeSecret: "edge-secret", Log: log}
 	a := api.New(st, au, log)

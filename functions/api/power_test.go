@@ -17,6 +17,7 @@ import (
 	"github.com/herd-hpc/herd/functions/auth"
 	"github.com/herd-hpc/herd/functions/model"
 	"github.com/herd-hpc/herd/functions/store"
+	"github.com/herd-hpc/herd/functions/store/storetest"
 	"github.com/herd-hpc/herd/localdev/testenv"
 )
 
@@ -57,11 +58,7 @@ const (
 func newLoggedEnv(t *testing.T) (*env, *testenv.Logs) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{RedisURL: testenv.RedisURL(t), Prefix: testenv.Prefix(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t)
 	logs := &testenv.Logs{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	au := &auth.Service{Store: st, SessionTTL: time.Hour, EdgeSecret: edgeSecret, Log: log}

@@ -20,6 +20,7 @@ import (
 	"github.com/herd-hpc/herd/functions/model"
 	"github.com/herd-hpc/herd/functions/objstore"
 	"github.com/herd-hpc/herd/functions/store"
+	"github.com/herd-hpc/herd/functions/store/storetest"
 	"github.com/herd-hpc/herd/localdev/testenv"
 )
 
@@ -79,17 +80,8 @@ func newEnv(t testing.TB, cfg boot.Config) *env {
 // newEnvWith uses art instead of the object store's artifacts when set.
 func newEnvWith(t testing.TB, cfg boot.Config, art boot.Artifacts) *env {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{RedisURL: testenv.RedisURL(t), Prefix: testenv.Prefix(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	s3 := testenv.S3(t)
-	obj, err := objstore.Open(ctx, objstore.Config{Endpoint: s3.Endpoint, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey, Bucket: s3.Bucket})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t)
+	obj := testenv.Objects(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	au := &auth.Service{Store: st, SessionTTL: time.Hour, EdgeSecret: edgeSecret, Log: log}
 	if art == nil {

@@ -16,6 +16,7 @@ import (
 	imgstore "github.com/herd-hpc/herd/functions/image/store"
 	"github.com/herd-hpc/herd/functions/model"
 	"github.com/herd-hpc/herd/functions/store"
+	"github.com/herd-hpc/herd/functions/store/storetest"
 	"github.com/herd-hpc/herd/functions/ui"
 	"github.com/herd-hpc/herd/localdev/testenv"
 )
@@ -34,12 +35,7 @@ func system() store.Actor { return store.Actor{User: "test", UID: 1, Host: "127.
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{RedisURL: testenv.RedisURL(t), Prefix: testenv.Prefix(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t)
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	au := &auth.Service{Store: st, SessionTTL: time.Hour, Log: log}
 	mux := http.NewServeMux()

@@ -24,8 +24,8 @@ import (
 	"github.com/herd-hpc/herd/functions/client"
 	imgstore "github.com/herd-hpc/herd/functions/image/store"
 	"github.com/herd-hpc/herd/functions/model"
-	"github.com/herd-hpc/herd/functions/objstore"
 	"github.com/herd-hpc/herd/functions/store"
+	"github.com/herd-hpc/herd/functions/store/storetest"
 	"github.com/herd-hpc/herd/localdev/testenv"
 )
 
@@ -72,16 +72,8 @@ func TestBootenvInQEMU(t *testing.T) {
 
 	// The boot function, listening on all addresses of loopback so the
 	// guest reaches it as 10.0.2.2.
-	st, err := store.Open(ctx, store.Config{RedisURL: testenv.RedisURL(t), Prefix: testenv.Prefix(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	s3 := testenv.S3(t)
-	obj, err := objstore.Open(ctx, objstore.Config{Endpoint: s3.Endpoint, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey, Bucket: s3.Bucket})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t)
+	obj := testenv.Objects(t)
 	log := slog.New(slog.DiscardHandler)
 	au := &auth.Service{Store: st, SessionTTL: time.Hour, EdgeSecret: edgeSecret, Log: log}
 	srv := httptest.NewServer(boot.New(st, au, boot.ObjectArtifacts{Objects: obj, Seen: store.BootArtifacts{S: st}}, boot.Config{}, log))
