@@ -154,6 +154,11 @@ func (a *API) patchImage(w http.ResponseWriter, r *http.Request, id auth.Identit
 		}
 	}
 	if req.Name != "" && req.Name != name {
+		// Nodes and groups name images by name: renaming one under them
+		// would leave them pointing at nothing.
+		if err := a.refuseInUse(ctx, name, ""); err != nil {
+			return err
+		}
 		ev := model.AuditEvent{Kind: "image", Method: "rename", Refs: []string{imageRef(name), imageRef(req.Name)},
 			Msg: fmt.Sprintf("image %s renamed to %s", name, req.Name)}
 		if err := s.RenameImage(ctx, name, req.Name, a.audited(ctx, id, ev)); err != nil {
@@ -226,6 +231,7 @@ func (a *API) createBranch(w http.ResponseWriter, r *http.Request, id auth.Ident
 	if err := s.CreateBranch(ctx, name, req.From, req.Name, a.audited(ctx, id, ev)); err != nil {
 		return imageErr(err)
 	}
+	a.movePublished(ctx, "", "", name, req.Name)
 	return replyImage(ctx, w, s, name, http.StatusCreated)
 }
 
@@ -449,6 +455,7 @@ func (a *API) rollbackBranch(w http.ResponseWriter, r *http.Request, id auth.Ide
 	if err := s.Rollback(ctx, name, branch, to, info, a.audited(ctx, id, ev)); err != nil {
 		return imageErr(err)
 	}
+	a.movePublished(ctx, "", "", name, branch) // its kernel may differ now
 	hist, err := s.History(ctx, name, branch, 1)
 	if err != nil {
 		return imageErr(err)
@@ -713,16 +720,19 @@ func (a *API) imageGC(w http.ResponseWriter, r *http.Request, id auth.Identity) 
 	return reply(w, http.StatusOK, out)
 }
 
-// movePublished publishes a renamed branch's boot files under its new
-// name (toImage empty: nowhere) and removes them under the old one. The
-// rename or delete already happened; a failure here is logged, and the
-// next commit to the branch publishes again.
+// movePublished publishes a branch's boot files under its (new) name
+// (toImage empty: nowhere) and removes them under the old one (fromImage
+// empty: none). The change already happened; a failure here is logged,
+// and the next commit to the branch publishes again.
 func (a *API) movePublished(ctx context.Context, fromImage, fromBranch, toImage, toBranch string) {
 	s := a.Images
 	if toImage != "" {
 		if _, err := s.Publish(ctx, toImage, toBranch); err != nil && !errors.Is(err, imgstore.ErrNoKernel) {
 			a.log.Error("publish boot files", "image", toImage, "branch", toBranch, "err", err)
 		}
+	}
+	if fromImage == "" {
+		return
 	}
 	if err := s.Unpublish(ctx, fromImage, fromBranch); err != nil {
 		a.log.Error("remove boot files", "image", fromImage, "branch", fromBranch, "err", err)

@@ -160,6 +160,12 @@ func TestImageLifecycle(t *testing.T) {
 		}
 	}
 
+	// A rename would leave node001 naming an image that is gone.
+	_, err = c.PatchImage(ctx, name, model.ImagePatch{Name: "rocky/9 ✓"})
+	wantStatus(t, err, http.StatusConflict, "node node001")
+	if err := c.DeleteNode(ctx, "node001", 0); err != nil {
+		t.Fatal(err)
+	}
 	// Names with slashes travel as one path segment.
 	if _, err := c.PatchImage(ctx, name, model.ImagePatch{Name: "rocky/9 ✓"}); err != nil {
 		t.Fatal(err)
@@ -296,6 +302,12 @@ func TestBootFilesFollowTheBranch(t *testing.T) {
 	}
 	if !exists(imgstore.ArtifactKey("deb", "main", "kernel")) || !exists(imgstore.ArtifactKey("deb", "main", "modules")) {
 		t.Fatal("the commit published no kernel")
+	}
+	if _, err := c.CreateBranch(ctx, "deb", model.BranchRequest{Name: "testing"}); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(imgstore.ArtifactKey("deb", "testing", "kernel")) {
+		t.Error("a new branch got no boot files")
 	}
 	if _, err := c.RenameBranch(ctx, "deb", "main", "stable"); err != nil {
 		t.Fatal(err)
