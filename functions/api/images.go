@@ -65,6 +65,17 @@ func (a *API) imgs() (*imgstore.Store, error) {
 	return a.Images, nil
 }
 
+// imgsAndDigest is the image store and the {digest} of the path, for the
+// blob and manifest endpoints.
+func (a *API) imgsAndDigest(r *http.Request) (*imgstore.Store, manifest.Digest, error) {
+	s, err := a.imgs()
+	if err != nil {
+		return nil, manifest.Digest{}, err
+	}
+	d, err := digestParam("digest", r.PathValue("digest"))
+	return s, d, err
+}
+
 // imageErr maps the image store's errors to problems; others pass through.
 func imageErr(err error) error {
 	var ne *imgstore.NameError
@@ -563,11 +574,7 @@ func sizedBody(r *http.Request, limit int64) (int64, error) {
 }
 
 func (a *API) putBlob(w http.ResponseWriter, r *http.Request, _ auth.Identity) error {
-	s, err := a.imgs()
-	if err != nil {
-		return err
-	}
-	d, err := digestParam("digest", r.PathValue("digest"))
+	s, d, err := a.imgsAndDigest(r)
 	if err != nil {
 		return err
 	}
@@ -601,11 +608,7 @@ func (a *API) putBlob(w http.ResponseWriter, r *http.Request, _ auth.Identity) e
 }
 
 func (a *API) getBlob(w http.ResponseWriter, r *http.Request, _ auth.Identity) error {
-	s, err := a.imgs()
-	if err != nil {
-		return err
-	}
-	d, err := digestParam("digest", r.PathValue("digest"))
+	s, d, err := a.imgsAndDigest(r)
 	if err != nil {
 		return err
 	}
@@ -623,11 +626,7 @@ func (a *API) getBlob(w http.ResponseWriter, r *http.Request, _ auth.Identity) e
 }
 
 func (a *API) putManifest(w http.ResponseWriter, r *http.Request, _ auth.Identity) error {
-	s, err := a.imgs()
-	if err != nil {
-		return err
-	}
-	d, err := digestParam("digest", r.PathValue("digest"))
+	s, d, err := a.imgsAndDigest(r)
 	if err != nil {
 		return err
 	}
@@ -664,11 +663,7 @@ func (a *API) putManifest(w http.ResponseWriter, r *http.Request, _ auth.Identit
 }
 
 func (a *API) getManifest(w http.ResponseWriter, r *http.Request, _ auth.Identity) error {
-	s, err := a.imgs()
-	if err != nil {
-		return err
-	}
-	d, err := digestParam("digest", r.PathValue("digest"))
+	s, d, err := a.imgsAndDigest(r)
 	if err != nil {
 		return err
 	}
