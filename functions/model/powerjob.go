@@ -264,19 +264,6 @@ func (v SecretValue) Validate() error {
 // checkDevicePower checks a device's power supplies and default power
 // method, like a node's.
 func checkDevicePower(p *problems, d *Device) {
-	psus := map[string]bool{}
-	for i, ps := range d.PowerSupplies {
-		f := fmt.Sprintf("power_supplies[%d]", i)
-		if !ifaceRe.MatchString(ps) {
-			p.add(f, "%q is not a power supply name (e.g. psu1)", ps)
-		} else if psus[ps] {
-			p.add(f, "power supply %q is listed twice", ps)
-		}
-		psus[ps] = true
-	}
-	switch d.PowerMethod {
-	case "", PowerIPMI, PowerRedfish, PowerPDU:
-	default:
-		p.add("power_method", "%q is not a power method (want ipmi, redfish or pdu)", d.PowerMethod)
-	}
+	checkPowerSupplies(p, d.PowerSupplies)
+	checkPowerMethod(p, d.PowerMethod)
 }

@@ -103,6 +103,29 @@ func checkTags(p *problems, field string, tags []string) {
 	}
 }
 
+// checkPowerSupplies checks the names of a node's or device's supplies.
+func checkPowerSupplies(p *problems, names []string) {
+	seen := map[string]bool{}
+	for i, ps := range names {
+		f := fmt.Sprintf("power_supplies[%d]", i)
+		if !ifaceRe.MatchString(ps) {
+			p.add(f, "%q is not a power supply name (e.g. psu1)", ps)
+		} else if seen[ps] {
+			p.add(f, "power supply %q is listed twice", ps)
+		}
+		seen[ps] = true
+	}
+}
+
+// checkPowerMethod checks a default power method; empty means inherited.
+func checkPowerMethod(p *problems, m PowerMethod) {
+	switch m {
+	case "", PowerIPMI, PowerRedfish, PowerPDU:
+	default:
+		p.add("power_method", "%q is not a power method (want ipmi, redfish or pdu)", m)
+	}
+}
+
 // checkFingerprint checks a pinned certificate fingerprint: empty, or
 // "sha256:" and 64 hex digits.
 func checkFingerprint(p *problems, field, v string) {
@@ -120,11 +143,7 @@ func checkSettings(p *problems, s Settings) {
 	checkLabel(p, "branch", s.Branch, 256)
 	checkLabel(p, "disk_layout", s.DiskLayout, 256)
 	checkLabel(p, "kernel", s.Kernel, 128)
-	switch s.PowerMethod {
-	case "", PowerIPMI, PowerRedfish, PowerPDU:
-	default:
-		p.add("power_method", "%q is not a power method (want ipmi, redfish or pdu)", s.PowerMethod)
-	}
+	checkPowerMethod(p, s.PowerMethod)
 }
 
 // CheckAddress accepts an IP address, optionally with a /prefix length.
@@ -211,16 +230,7 @@ func (n *Node) Validate() error {
 	checkLabel(&p, "bmc.username", n.BMC.Username, 64)
 	checkLabel(&p, "bmc.credential_ref", n.BMC.CredentialRef, 128)
 	checkFingerprint(&p, "bmc.fingerprint", n.BMC.Fingerprint)
-	psus := map[string]bool{}
-	for i, ps := range n.PowerSupplies {
-		f := fmt.Sprintf("power_supplies[%d]", i)
-		if !ifaceRe.MatchString(ps) {
-			p.add(f, "%q is not a power supply name (e.g. psu1)", ps)
-		} else if psus[ps] {
-			p.add(f, "power supply %q is listed twice", ps)
-		}
-		psus[ps] = true
-	}
+	checkPowerSupplies(&p, n.PowerSupplies)
 	checkTags(&p, "tags", n.Tags)
 	checkSettings(&p, n.Settings)
 	switch n.State {
