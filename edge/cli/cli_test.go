@@ -344,6 +344,15 @@ func TestNodeSet(t *testing.T) {
 	if n := h.node("node1"); n.Interfaces[0].MAC != "52:54:00:00:00:11" || n.Interfaces[0].Address != "10.0.1.20/24" || n.BMC.Username != "root" {
 		t.Errorf("node1 after --mac: %+v", n)
 	}
+	h.ok(h.run("node", "set", "node1", "--check-every-boot=false", "--sync-verify", "always", "--kernel", "6.1.0-9-amd64"))
+	if n := h.node("node1"); n.CheckEveryBoot == nil || *n.CheckEveryBoot || n.SyncVerify != "always" || n.Kernel != "6.1.0-9-amd64" {
+		t.Errorf("node1 after sync flags: %+v", n.Settings)
+	}
+	h.failed(h.run("node", "set", "node1", "--sync-verify", "sometimes"), 1, "not unsure, never or always")
+	h.ok(h.run("node", "set", "node1", "--unset", "check-every-boot", "--unset", "sync-verify", "--unset", "kernel"))
+	if n := h.node("node1"); n.CheckEveryBoot != nil || n.SyncVerify != "" || n.Kernel != "" {
+		t.Errorf("node1 after --unset: %+v", n.Settings)
+	}
 	h.ok(h.run("node", "set", "node1", "--bmc-secret", "rack1-bmc"))
 	if n := h.node("node1"); n.BMC.CredentialRef != "rack1-bmc" || n.BMC.Username != "root" {
 		t.Errorf("node1 after --bmc-secret: %+v", n.BMC)

@@ -59,8 +59,8 @@ func given(fs *flag.FlagSet) map[string]bool {
 // settingsFlags are the settings a node inherits from its group; node and
 // group commands share them.
 type settingsFlags struct {
-	image, branch, layout, power, kernel string
-	stateless                            optBool
+	image, branch, layout, power, kernel, verify string
+	stateless, checkEveryBoot                    optBool
 }
 
 func (s *settingsFlags) declare(fs *flag.FlagSet) {
@@ -68,6 +68,8 @@ func (s *settingsFlags) declare(fs *flag.FlagSet) {
 	fs.StringVar(&s.branch, "branch", "", "image `BRANCH` (default the image's live branch)")
 	fs.StringVar(&s.layout, "layout", "", "disk `LAYOUT` name")
 	fs.StringVar(&s.kernel, "kernel", "", "kernel `VERSION` of the image to boot (default its newest)")
+	fs.Var(&s.checkEveryBoot, "check-every-boot", "compare the root with the image on every boot (--check-every-boot=false skips it while the root holds its version)")
+	fs.StringVar(&s.verify, "sync-verify", "", "when bootenv hashes content: `POLICY` unsure, never or always")
 	fs.Var(&s.stateless, "stateless", "run from RAM instead of installing to disk (--stateless=false to install)")
 	fs.StringVar(&s.power, "power", "", "power `METHOD`: ipmi, redfish or pdu")
 }
@@ -86,6 +88,7 @@ func (s *settingsFlags) apply(to *model.Settings) {
 	to.Image, to.Branch, to.DiskLayout, to.Kernel = s.image, s.branch, s.layout, s.kernel
 	to.PowerMethod = model.PowerMethod(s.power)
 	to.Stateless = s.stateless.v
+	to.CheckEveryBoot, to.SyncVerify = s.checkEveryBoot.v, s.verify
 }
 
 // patch adds the given settings to a merge patch; an empty value deletes
@@ -108,13 +111,18 @@ func (s *settingsFlags) patch(p map[string]any, set map[string]bool) {
 			p[field] = orNil(s.power)
 		case "stateless":
 			p[field] = *s.stateless.v
+		case "check-every-boot":
+			p[field] = *s.checkEveryBoot.v
+		case "sync-verify":
+			p[field] = orNil(s.verify)
 		}
 	}
 }
 
 // settingsFields maps each settings flag to its JSON field.
 func settingsFields() map[string]string {
-	return map[string]string{"image": "image", "branch": "branch", "layout": "disk_layout", "stateless": "stateless", "power": "power_method", "kernel": "kernel"}
+	return map[string]string{"image": "image", "branch": "branch", "layout": "disk_layout", "stateless": "stateless", "power": "power_method", "kernel": "kernel",
+		"check-every-boot": "check_every_boot", "sync-verify": "sync_verify"}
 }
 
 // orNil turns an empty string into a merge-patch deletion.

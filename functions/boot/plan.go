@@ -64,6 +64,13 @@ func BuildPlan(in PlanInput) (model.NodePlan, error) {
 			plan.Plugins = append(plan.Plugins, model.PluginConfig{Name: p.Name, Settings: p.Settings})
 		}
 	}
+	// The node's or its group's own sync settings win over the cluster's.
+	if eff.CheckEveryBoot != nil {
+		plan.Sync.CheckEveryBoot = *eff.CheckEveryBoot
+	}
+	if eff.SyncVerify != "" {
+		plan.Sync.Verify = eff.SyncVerify
+	}
 	slices.SortStableFunc(plan.Plugins, func(a, b model.PluginConfig) int {
 		return slices.Index(order, a.Name) - slices.Index(order, b.Name)
 	})

@@ -245,6 +245,10 @@ func TestBuildPlan(t *testing.T) {
 			func(p model.NodePlan) bool {
 				return !p.Sync.CheckEveryBoot && slices.Equal(p.Sync.Preserve, []string{"/srv/**", "/root/**"}) && len(p.Plugins) == 0
 			}, false},
+		{"the node's own sync settings win over the cluster's", boot.PlanInput{
+			Node:    model.Node{Name: "n1", Effective: &model.Settings{CheckEveryBoot: new(bool), SyncVerify: "always"}},
+			Plugins: []model.PluginSettings{{Name: "sync", Settings: map[string]string{"check_every_boot": "true", "verify": "never"}}}},
+			func(p model.NodePlan) bool { return !p.Sync.CheckEveryBoot && p.Sync.Verify == "always" }, false},
 		{"bad sync settings", boot.PlanInput{Node: node, Plugins: []model.PluginSettings{{Name: "sync", Settings: map[string]string{"verify": "maybe"}}}}, nil, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -60,6 +60,12 @@ type Settings struct {
 	Kernel      string      `json:"kernel,omitempty"`
 	Stateless   *bool       `json:"stateless,omitempty"`
 	PowerMethod PowerMethod `json:"power_method,omitempty"`
+	// CheckEveryBoot false lets a node whose root already holds its
+	// version skip comparing it at boot; SyncVerify overrides when content
+	// is hashed (unsure, never, always). Both default to the cluster's
+	// sync settings (herd plugin set sync).
+	CheckEveryBoot *bool  `json:"check_every_boot,omitempty"`
+	SyncVerify     string `json:"sync_verify,omitempty"`
 }
 
 // Meta is what the store keeps about every object: its revision (the ETag)

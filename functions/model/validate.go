@@ -143,6 +143,11 @@ func checkSettings(p *problems, s Settings) {
 	checkLabel(p, "branch", s.Branch, 256)
 	checkLabel(p, "disk_layout", s.DiskLayout, 256)
 	checkLabel(p, "kernel", s.Kernel, 128)
+	switch s.SyncVerify {
+	case "", "unsure", "never", "always":
+	default:
+		p.add("sync_verify", "%q is not unsure, never or always", s.SyncVerify)
+	}
 	checkPowerMethod(p, s.PowerMethod)
 }
 
@@ -343,6 +348,12 @@ func Resolve(n Settings, g *Group) Settings {
 	}
 	if out.Kernel == "" {
 		out.Kernel = g.Kernel
+	}
+	if out.CheckEveryBoot == nil {
+		out.CheckEveryBoot = g.CheckEveryBoot
+	}
+	if out.SyncVerify == "" {
+		out.SyncVerify = g.SyncVerify
 	}
 	if out.Stateless == nil {
 		out.Stateless = g.Stateless
