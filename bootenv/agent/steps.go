@@ -204,7 +204,11 @@ func (a *Agent) image(ctx context.Context) (string, map[string]string, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	pol := bsync.Policy{Verify: verify, Preserve: append(slices.Clone(a.plan.Sync.Preserve), a.owned()...)}
+	// Files the plugins wrote stay: those the image lacks are preserved, and
+	// those it has keep the plugin's content instead of being restored
+	// only to be written again.
+	owned := a.owned()
+	pol := bsync.Policy{Verify: verify, Preserve: append(slices.Clone(a.plan.Sync.Preserve), owned...), Owned: owned}
 	if esp := a.espMount(); esp != "" {
 		// The fallback bootloader's files on the ESP are not the image's.
 		pol.Preserve = append(pol.Preserve, path.Join(esp, bootloader.ESPDir, "**"))

@@ -83,7 +83,7 @@ func Apply(ctx context.Context, plan SyncPlan, root string, fetcher Fetcher, opt
 	if err := unix.Syncfs(t.fd); err != nil {
 		return a.stats(), fmt.Errorf("apply sync of %s: syncfs: %w", root, err)
 	}
-	check, err := Plan(ctx, plan.Want, root, Policy{Verify: VerifyNever, Preserve: plan.Policy.Preserve})
+	check, err := Plan(ctx, plan.Want, root, Policy{Verify: VerifyNever, Preserve: plan.Policy.Preserve, Owned: plan.Policy.Owned})
 	if err != nil {
 		return a.stats(), fmt.Errorf("check sync of %s: %w", root, err)
 	}

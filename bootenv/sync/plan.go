@@ -81,6 +81,12 @@ type Policy struct {
 	// "/etc/ssh/ssh_host_*". "**" matches any number of path elements. A
 	// path the image has is still made as the image says: the image wins.
 	Preserve []string
+	// Owned lists globs of absolute paths whose regular files the node's
+	// config plugins write (/etc/hosts, /etc/hostname): where one exists as
+	// a regular file it is left as it is, even though the image has it, so
+	// the sync does not undo the plugin's file on every boot only for the
+	// plugin to write it again. A missing one is made as the image says.
+	Owned []string
 }
 
 // Piece is one part of a file's new content and where it comes from.
@@ -125,7 +131,8 @@ type SyncPlan struct {
 	// Meta lists existing paths whose owner, mode, xattrs or mtime only
 	// change.
 	Meta []Item
-	// Kept lists paths the image lacks that Policy.Preserve keeps.
+	// Kept lists paths the image lacks that Policy.Preserve keeps, and
+	// files the image has that Policy.Owned leaves to the plugins.
 	Kept []string
 	// FetchBlobs and FetchBytes count the pieces to fetch.
 	FetchBlobs int
@@ -218,13 +225,17 @@ func Plan(ctx context.Context, want *manifest.Manifest, root string, policy Poli
 	if err != nil {
 		return p, fmt.Errorf("plan sync of %s: %w", root, err)
 	}
+	owned, err := newPreserver(policy.Owned)
+	if err != nil {
+		return p, fmt.Errorf("plan sync of %s: %w", root, err)
+	}
 	t, err := openTree(root)
 	if err != nil {
 		return p, fmt.Errorf("plan sync: %w", err)
 	}
 	defer t.close()
 	pl := &planner{
-		p: &p, t: t, keep: keep, ctx: ctx,
+		p: &p, t: t, keep: keep, owned: owned, ctx: ctx,
 		want:  make(map[string]*manifest.Entry, len(want.Entries)),
 		found: make(map[string]*found, len(want.Entries)),
 		links: map[string]int{},
@@ -276,6 +287,7 @@ type planner struct {
 	p       *SyncPlan
 	t       *tree
 	keep    *preserver
+	owned   *preserver
 	want    map[string]*manifest.Entry
 	found   map[string]*found
 	links   map[string]int // file path → hardlink entries naming it
@@ -486,6 +498,10 @@ func (pl *planner) decide() error {
 			p.Remove = append(p.Remove, e.Path)
 			p.Create = append(p.Create, Item{Entry: e, What: manifest.ChangedType})
 			rewritten[e.Path] = true
+			continue
+		}
+		if e.Type == manifest.TypeFile && pl.links[e.Path] == 0 && pl.owned.keep(e.Path) {
+			p.Kept = append(p.Kept, e.Path)
 			continue
 		}
 		meta := metaDiff(e, f)

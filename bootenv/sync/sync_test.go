@@ -299,6 +299,37 @@ func TestPreserve(t *testing.T) {
 	}
 }
 
+// TestOwnedFiles: files the plugins own keep the node's content though the
+// image has them, and one that is missing is made from the image.
+func TestOwnedFiles(t *testing.T) {
+	needRoot(t)
+	e := newEnv(t)
+	src, dst := t.TempDir(), t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(src, "etc"), 0o755))
+	for _, f := range []string{"etc/hosts", "etc/hostname", "etc/motd"} {
+		must(t, os.WriteFile(filepath.Join(src, f), []byte("image's "+f), 0o644))
+	}
+	want := e.importTree(t, src)
+	e.sync(t, want, dst, Policy{})
+	must(t, os.WriteFile(filepath.Join(dst, "etc/hosts"), []byte("the plugin's hosts"), 0o644))
+	must(t, os.Remove(filepath.Join(dst, "etc/hostname")))
+	must(t, os.WriteFile(filepath.Join(dst, "etc/motd"), []byte("drifted"), 0o644))
+
+	p, _ := e.sync(t, want, dst, Policy{Owned: []string{"/etc/hosts", "/etc/hostname"}})
+	if !slices.Contains(p.Kept, "etc/hosts") {
+		t.Errorf("kept %q, want etc/hosts among them", p.Kept)
+	}
+	for f, content := range map[string]string{"etc/hosts": "the plugin's hosts", "etc/hostname": "image's etc/hostname", "etc/motd": "image's etc/motd"} {
+		b, err := os.ReadFile(filepath.Join(dst, f))
+		if err != nil || string(b) != content {
+			t.Errorf("%s: %q %v, want %q", f, b, err, content)
+		}
+	}
+	if !Complete(dst, p.Target) {
+		t.Error("a root whose only difference is an owned file is not complete")
+	}
+}
+
 func TestPreserveGlobs(t *testing.T) {
 	p, err := newPreserver([]string{"/var/log/**", "/etc/ssh/ssh_host_*", "/srv/**/keep"})
 	must(t, err)
