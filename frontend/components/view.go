@@ -405,6 +405,10 @@ type BootSessionView struct {
 	Events  []model.BootEvent
 	Now     time.Time
 	Live    bool
+	// Console is the end of what the node printed (bootenv's console);
+	// ConsoleCut counts the bytes before it that the page leaves out.
+	Console    string
+	ConsoleCut int
 }
 
 // Polling reports whether the timeline refreshes itself.

@@ -1,8 +1,10 @@
 package ui
 
 import (
+	"bytes"
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/herd-hpc/herd/frontend/components"
@@ -31,6 +33,23 @@ func (u *UI) bootPanel(ctx context.Context, node string) (components.BootPanel, 
 
 // bootSession is one session's page; while the session runs, htmx asks
 // for its timeline card alone every 2 s.
+// consoleShown is how much of a console the session page shows: the end,
+// where a failure is.
+const consoleShown = 64 << 10
+
+// consoleTail returns the end of a console as text, cut at a line start,
+// and how many bytes before it are left out.
+func consoleTail(b []byte) (string, int) {
+	if len(b) <= consoleShown {
+		return strings.ToValidUTF8(string(b), "\uFFFD"), 0
+	}
+	tail := b[len(b)-consoleShown:]
+	if i := bytes.IndexByte(tail, '\n'); i >= 0 {
+		tail = tail[i+1:]
+	}
+	return strings.ToValidUTF8(string(tail), "\uFFFD"), len(b) - len(tail)
+}
+
 func (u *UI) bootSession(w http.ResponseWriter, r *http.Request, id auth.Identity) error {
 	sid := r.PathValue("id")
 	if !model.ValidBootSessionID(sid) {
@@ -46,7 +65,12 @@ func (u *UI) bootSession(w http.ResponseWriter, r *http.Request, id auth.Identit
 	if err != nil {
 		return err
 	}
+	console, _, err := u.store.Console(ctx, sid)
+	if err != nil {
+		return err
+	}
 	v := components.BootSessionView{Session: s, Events: events, Now: time.Now(), Live: u.static.url(htmxPath) != ""}
+	v.Console, v.ConsoleCut = consoleTail(console)
 	if fragment(r, "boot-timeline") {
 		return u.render(w, r, http.StatusOK, components.BootTimelineCard(v))
 	}

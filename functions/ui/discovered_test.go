@@ -243,7 +243,15 @@ func TestBootSessionsOnNodePage(t *testing.T) {
 		t.Error("the page of a finished session refreshes itself")
 	}
 	running := e.openSession("node001", "52:54:00:00:00:01")
-	wantContains(t, e.get(c, "/boot-sessions/"+running).body, `hx-get="/boot-sessions/`+running+`" hx-trigger="every 2s"`)
+	wantContains(t, e.get(c, "/boot-sessions/"+running).body, `hx-get="/boot-sessions/`+running+`" hx-trigger="every 2s"`,
+		"Nothing printed yet")
+	// What bootenv printed shows on the session's page, escaped.
+	for i, chunk := range []string{"bootenv starting\n", "disks: <nothing to do>\n"} {
+		if _, err := e.st.AppendConsole(context.Background(), running, uint64(i+1), []byte(chunk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantContains(t, e.get(c, "/boot-sessions/"+running).body, `<pre class="console">bootenv starting`+"\n"+`disks: &lt;nothing to do&gt;`)
 	if res := poll("/boot-sessions/"+running, "boot-timeline"); !strings.HasPrefix(res.body, `<section class="card" id="boot-timeline"`) {
 		t.Errorf("the session page's poll is not the card alone:\n%.300s", res.body)
 	}
