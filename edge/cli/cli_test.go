@@ -353,6 +353,20 @@ func TestNodeSet(t *testing.T) {
 	if n := h.node("node1"); n.CheckEveryBoot != nil || n.SyncVerify != "" || n.Kernel != "" {
 		t.Errorf("node1 after --unset: %+v", n.Settings)
 	}
+	h.ok(h.run("group", "add", "gpu", "--plugin", "limits.enabled=true", "--plugin", "limits.nofile=1024"))
+	h.ok(h.run("node", "set", "node1", "--group", "gpu", "--plugin", "limits.nofile=65536", "--plugin", "fstab.mounts=nfs:/home /home nfs defaults"))
+	n := h.node("node1")
+	if n.Plugins["limits"]["nofile"] != "65536" || n.Effective == nil || n.Effective.Plugins["limits"]["enabled"] != "true" ||
+		n.Effective.Plugins["limits"]["nofile"] != "65536" || n.Effective.Plugins["fstab"]["mounts"] != "nfs:/home /home nfs defaults" {
+		t.Errorf("node1's plugins: own %v, effective %+v", n.Plugins, n.Effective)
+	}
+	h.ok(h.run("node", "set", "node1", "--plugin", "limits.nofile="))
+	if n := h.node("node1"); n.Effective.Plugins["limits"]["nofile"] != "1024" {
+		t.Errorf("after removing the node's nofile: %v", n.Effective.Plugins)
+	}
+	h.failed(h.run("node", "set", "node1", "--plugin", "nosuch.key=v"), 1, "is not a plugin")
+	h.failed(h.run("node", "set", "node1", "--plugin", "limits"), 2, "NAME.KEY=VALUE")
+	h.ok(h.run("node", "set", "node1", "--unset", "plugin", "--unset", "group"))
 	h.ok(h.run("node", "set", "node1", "--bmc-secret", "rack1-bmc"))
 	if n := h.node("node1"); n.BMC.CredentialRef != "rack1-bmc" || n.BMC.Username != "root" {
 		t.Errorf("node1 after --bmc-secret: %+v", n.BMC)

@@ -61,6 +61,7 @@ func given(fs *flag.FlagSet) map[string]bool {
 type settingsFlags struct {
 	image, branch, layout, power, kernel, verify string
 	stateless, checkEveryBoot                    optBool
+	plugins                                      listFlag
 }
 
 func (s *settingsFlags) declare(fs *flag.FlagSet) {
@@ -70,12 +71,34 @@ func (s *settingsFlags) declare(fs *flag.FlagSet) {
 	fs.StringVar(&s.kernel, "kernel", "", "kernel `VERSION` of the image to boot (default its newest)")
 	fs.Var(&s.checkEveryBoot, "check-every-boot", "compare the root with the image on every boot (--check-every-boot=false skips it while the root holds its version)")
 	fs.StringVar(&s.verify, "sync-verify", "", "when bootenv hashes content: `POLICY` unsure, never or always")
+	fs.Var(&s.plugins, "plugin", "plugin setting `NAME.KEY=VALUE` over the cluster's (repeatable; empty VALUE removes it; KEY enabled turns the plugin on or off)")
 	fs.Var(&s.stateless, "stateless", "run from RAM instead of installing to disk (--stateless=false to install)")
 	fs.StringVar(&s.power, "power", "", "power `METHOD`: ipmi, redfish or pdu")
 }
 
+// pluginSettings parses --plugin NAME.KEY=VALUE values; an empty VALUE is
+// kept as "" (a removal in a patch).
+func (s *settingsFlags) pluginSettings(cmd string) (map[string]map[string]string, error) {
+	out := map[string]map[string]string{}
+	for _, v := range s.plugins {
+		nk, val, ok := strings.Cut(v, "=")
+		name, key, ok2 := strings.Cut(nk, ".")
+		if !ok || !ok2 || name == "" || key == "" {
+			return nil, usagef(cmd, "--plugin %q: want NAME.KEY=VALUE, such as limits.nofile=65536", v)
+		}
+		if out[name] == nil {
+			out[name] = map[string]string{}
+		}
+		out[name][key] = val
+	}
+	return out, nil
+}
+
 // check validates the values given.
 func (s *settingsFlags) check(cmd string) error {
+	if _, err := s.pluginSettings(cmd); err != nil {
+		return err
+	}
 	switch model.PowerMethod(s.power) {
 	case "", model.PowerIPMI, model.PowerRedfish, model.PowerPDU:
 		return nil
@@ -89,6 +112,9 @@ func (s *settingsFlags) apply(to *model.Settings) {
 	to.PowerMethod = model.PowerMethod(s.power)
 	to.Stateless = s.stateless.v
 	to.CheckEveryBoot, to.SyncVerify = s.checkEveryBoot.v, s.verify
+	if ps, _ := s.pluginSettings(""); len(ps) > 0 {
+		to.Plugins = ps
+	}
 }
 
 // patch adds the given settings to a merge patch; an empty value deletes
@@ -115,6 +141,17 @@ func (s *settingsFlags) patch(p map[string]any, set map[string]bool) {
 			p[field] = *s.checkEveryBoot.v
 		case "sync-verify":
 			p[field] = orNil(s.verify)
+		case "plugin":
+			ps, _ := s.pluginSettings("")
+			patch := map[string]any{}
+			for name, kv := range ps {
+				m := map[string]any{}
+				for k, v := range kv {
+					m[k] = orNil(v)
+				}
+				patch[name] = m
+			}
+			p[field] = patch
 		}
 	}
 }
@@ -122,7 +159,7 @@ func (s *settingsFlags) patch(p map[string]any, set map[string]bool) {
 // settingsFields maps each settings flag to its JSON field.
 func settingsFields() map[string]string {
 	return map[string]string{"image": "image", "branch": "branch", "layout": "disk_layout", "stateless": "stateless", "power": "power_method", "kernel": "kernel",
-		"check-every-boot": "check_every_boot", "sync-verify": "sync_verify"}
+		"check-every-boot": "check_every_boot", "sync-verify": "sync_verify", "plugin": "plugins"}
 }
 
 // orNil turns an empty string into a merge-patch deletion.

@@ -90,7 +90,7 @@ func (f *groupFlags) declare(fs *flag.FlagSet, set bool) {
 }
 
 func groupUnsetNames() []string {
-	return []string{"description", "image", "branch", "layout", "kernel", "stateless", "check-every-boot", "sync-verify", "power", "tags"}
+	return []string{"description", "image", "branch", "layout", "kernel", "stateless", "check-every-boot", "sync-verify", "plugin", "power", "tags"}
 }
 
 // notFoundOr says plainly that an object does not exist, or wraps any

@@ -118,7 +118,7 @@ func (f *nodeFlags) declare(fs *flag.FlagSet, set bool) {
 
 // nodeUnsetNames are the fields node set --unset knows.
 func nodeUnsetNames() []string {
-	return []string{"group", "image", "branch", "layout", "kernel", "stateless", "check-every-boot", "sync-verify", "power", "bmc", "bmc-user", "bmc-secret", "bmc-fingerprint", "psu", "tags", "mac", "ip", "interfaces"}
+	return []string{"group", "image", "branch", "layout", "kernel", "stateless", "check-every-boot", "sync-verify", "plugin", "power", "bmc", "bmc-user", "bmc-secret", "bmc-fingerprint", "psu", "tags", "mac", "ip", "interfaces"}
 }
 
 // check validates flag values before anything is sent, turning the MAC

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 
 	imgstore "github.com/herd-hpc/herd/functions/image/store"
 
@@ -52,6 +53,15 @@ func BuildPlan(in PlanInput) (model.NodePlan, error) {
 	}
 	order := model.Plugins()
 	for _, p := range in.Plugins {
+		// The node's (or its group's) settings win over the cluster's.
+		if own := eff.Plugins[p.Name]; own != nil {
+			merged := model.MergePlugins(map[string]map[string]string{p.Name: p.Settings}, map[string]map[string]string{p.Name: own})[p.Name]
+			if v, ok := merged["enabled"]; ok {
+				p.Enabled, _ = strconv.ParseBool(v)
+				delete(merged, "enabled")
+			}
+			p.Settings = merged
+		}
 		if p.Name == model.PluginSync {
 			pol, err := model.SyncPolicyFrom(p.Settings)
 			if err != nil {

@@ -249,6 +249,19 @@ func TestBuildPlan(t *testing.T) {
 			Node:    model.Node{Name: "n1", Effective: &model.Settings{CheckEveryBoot: new(bool), SyncVerify: "always"}},
 			Plugins: []model.PluginSettings{{Name: "sync", Settings: map[string]string{"check_every_boot": "true", "verify": "never"}}}},
 			func(p model.NodePlan) bool { return !p.Sync.CheckEveryBoot && p.Sync.Verify == "always" }, false},
+		{"the node's plugin settings over the cluster's", boot.PlanInput{
+			Node: model.Node{Name: "n1", Effective: &model.Settings{Plugins: map[string]map[string]string{
+				"hostname": {"enabled": "false"},
+				"limits":   {"enabled": "true", "nofile": "65536"},
+				"fstab":    {"mounts": "nfs:/home /home nfs defaults"},
+			}}},
+			Plugins: []model.PluginSettings{store.DefaultPlugin("hostname"), store.DefaultPlugin("limits"),
+				{Name: "fstab", Enabled: true, Settings: map[string]string{"mounts": "old:/x /x nfs defaults", "other": "kept"}}}},
+			func(p model.NodePlan) bool {
+				return len(p.Plugins) == 2 && p.Plugins[0].Name == "fstab" && p.Plugins[1].Name == "limits" &&
+					p.Plugins[0].Settings["mounts"] == "nfs:/home /home nfs defaults" && p.Plugins[0].Settings["other"] == "kept" &&
+					p.Plugins[1].Settings["nofile"] == "65536" && p.Plugins[1].Settings["enabled"] == ""
+			}, false},
 		{"bad sync settings", boot.PlanInput{Node: node, Plugins: []model.PluginSettings{{Name: "sync", Settings: map[string]string{"verify": "maybe"}}}}, nil, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {

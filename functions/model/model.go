@@ -66,6 +66,10 @@ type Settings struct {
 	// sync settings (herd plugin set sync).
 	CheckEveryBoot *bool  `json:"check_every_boot,omitempty"`
 	SyncVerify     string `json:"sync_verify,omitempty"`
+	// Plugins override the cluster's plugin settings key by key (a node's
+	// over its group's): plugin name → key → value; the key "enabled"
+	// ("true" or "false") turns the plugin on or off for these nodes.
+	Plugins map[string]map[string]string `json:"plugins,omitempty"`
 }
 
 // Meta is what the store keeps about every object: its revision (the ETag)

@@ -3,8 +3,10 @@ package model
 import (
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -143,6 +145,19 @@ func checkSettings(p *problems, s Settings) {
 	checkLabel(p, "branch", s.Branch, 256)
 	checkLabel(p, "disk_layout", s.DiskLayout, 256)
 	checkLabel(p, "kernel", s.Kernel, 128)
+	for name, kv := range s.Plugins {
+		ps := PluginSettings{Name: name, Settings: kv}
+		if v, ok := kv["enabled"]; ok {
+			if _, err := strconv.ParseBool(v); err != nil {
+				p.add("plugins."+name+".enabled", "%q is not true or false", v)
+			}
+			ps.Settings = maps.Clone(kv)
+			delete(ps.Settings, "enabled")
+		}
+		if err := ps.Validate(); err != nil {
+			p.add("plugins."+CleanText(name, 64), "%v", err)
+		}
+	}
 	switch s.SyncVerify {
 	case "", "unsure", "never", "always":
 	default:
@@ -330,6 +345,24 @@ func (c *Connection) Validate() error {
 	return p.err()
 }
 
+// MergePlugins returns over's plugin settings laid over base's, key by
+// key; neither is changed.
+func MergePlugins(base, over map[string]map[string]string) map[string]map[string]string {
+	if len(base) == 0 && len(over) == 0 {
+		return nil
+	}
+	out := make(map[string]map[string]string, len(base)+len(over))
+	for _, m := range []map[string]map[string]string{base, over} {
+		for name, kv := range m {
+			if out[name] == nil {
+				out[name] = map[string]string{}
+			}
+			maps.Copy(out[name], kv)
+		}
+	}
+	return out
+}
+
 // Resolve returns the node's settings after inheriting from its group:
 // every setting the node leaves empty comes from the group.
 func Resolve(n Settings, g *Group) Settings {
@@ -355,6 +388,7 @@ func Resolve(n Settings, g *Group) Settings {
 	if out.SyncVerify == "" {
 		out.SyncVerify = g.SyncVerify
 	}
+	out.Plugins = MergePlugins(g.Plugins, n.Plugins)
 	if out.Stateless == nil {
 		out.Stateless = g.Stateless
 	}
