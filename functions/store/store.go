@@ -179,6 +179,22 @@ func (s *Store) xread(ctx context.Context, args redis.XReadArgs, block time.Dura
 		args.Block = -1
 		return s.rdb.XRead(ctx, &args).Result()
 	}
+	// "$" means "what comes after now": resolved once, so an entry added
+	// between two slices is not skipped.
+	n := len(args.Streams) / 2
+	for i := n; i < len(args.Streams); i++ {
+		if args.Streams[i] != "$" {
+			continue
+		}
+		last, err := s.rdb.XRevRangeN(ctx, args.Streams[i-n], "+", "-", 1).Result()
+		if err != nil {
+			return nil, err
+		}
+		args.Streams[i] = "0-0"
+		if len(last) == 1 {
+			args.Streams[i] = last[0].ID
+		}
+	}
 	deadline := time.Now().Add(block)
 	for {
 		left := time.Until(deadline)

@@ -74,8 +74,19 @@ func Start(t testing.TB, n int, opts Options) []*BMC {
 		}
 		bmcs = append(bmcs, b)
 	}
-	for _, b := range bmcs {
-		if err := b.waitListening(10 * time.Second); err != nil {
+	for i, b := range bmcs {
+		err := b.waitListening(10 * time.Second)
+		// The port was free when picked, but another process may have
+		// taken it before ipmi_sim bound it: try another.
+		for attempt := 0; err != nil && attempt < 3; attempt++ {
+			b.stop()
+			if b, err = start(b.dir, opts); err != nil {
+				break
+			}
+			bmcs[i] = b
+			err = b.waitListening(10 * time.Second)
+		}
+		if err != nil {
 			t.Fatalf("ipmi_sim on %s: %v", b.Address, err)
 		}
 	}
@@ -125,15 +136,22 @@ func start(dir string, opts Options) (*BMC, error) {
 	return b, nil
 }
 
-// waitListening waits until ipmi_sim holds its UDP port.
+// waitListening waits until ipmi_sim holds its UDP port. It looks in
+// /proc/net/udp rather than trying to bind the port itself: a probe that
+// binds would, for that moment, make ipmi_sim's own bind fail.
 func (b *BMC) waitListening(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
+	want := fmt.Sprintf(":%04X ", b.Port)
 	for {
-		c, err := net.ListenPacket("udp", b.Address)
+		raw, err := os.ReadFile("/proc/net/udp")
 		if err != nil {
-			return nil // taken: ipmi_sim is listening
+			return err
 		}
-		c.Close()
+		for _, line := range strings.Split(string(raw), "\n")[1:] {
+			if f := strings.Fields(line); len(f) > 1 && strings.HasSuffix(f[1]+" ", want) {
+				return nil
+			}
+		}
 		if time.Now().After(deadline) {
 			out, _ := os.ReadFile(filepath.Join(b.dir, "sim.log"))
 			return fmt.Errorf("not listening after %s; its output: %s", limit, out)
