@@ -4,6 +4,7 @@
 #   make run        herd with embedded Redis and S3, its state in .herd/
 #   make dev        the same against real Redis and MinIO (localdev/up)
 #   make test       vet and test everything against real Redis and MinIO
+#   make e2e        a QEMU machine provisions itself through herd (root; minutes)
 #   make bench      benchmarks, BENCHTIME=1s per benchmark, then bench-boot
 #   make bench-boot boot storm, herd vs dnsmasq, by herd-sim (root; BOOTBENCH=… flags)
 #   make fuzz       every fuzz target for FUZZTIME=10s
@@ -40,7 +41,7 @@ servers := started=; localdev/up --check || { localdev/up; started=1; }; \
 	if [ -n "$$started" ]; then trap 'localdev/down >/dev/null' EXIT; fi; \
 	set -a; . $(ENV); set +a;
 
-.PHONY: help run dev deps frontend frontend-optional generate test bench bench-boot fuzz build lambda clean
+.PHONY: help run dev deps frontend frontend-optional generate test e2e bench bench-boot fuzz build lambda clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -63,7 +64,7 @@ deps:
 		openipmi:ipmi_sim ipmitool:ipmitool \
 		qemu-system-x86:qemu-system-x86_64 qemu-utils:qemu-img gdisk:sgdisk fdisk:sfdisk mdadm:mdadm \
 		lvm2:lvm xfsprogs:mkfs.xfs e2fsprogs:mkfs.ext4 dosfstools:mkfs.vfat kmod:kmod util-linux:lsblk \
-		efibootmgr:efibootmgr
+		efibootmgr:efibootmgr ipxe-qemu:/usr/lib/ipxe/qemu/pxe-e1000.rom ovmf:/usr/share/OVMF/OVMF_CODE_4M.fd
 	@$(MAKE) --no-print-directory frontend
 
 frontend: $(HTMX)
@@ -94,6 +95,14 @@ test: deps
 	vet=0; $(GO) vet $(PKGS) || vet=$$?; \
 	$(GO) test -count=1 $(TESTFLAGS) $(PKGS); \
 	exit $$vet
+
+# Issue 7 end to end: the edge in a network namespace, a QEMU machine on
+# its bridge, discovered, assigned and provisioned three times (BIOS), then
+# a second machine under UEFI (OVMF). make test runs it too (it is a test
+# of ./localdev/e2e); this runs it alone, verbose.
+e2e: deps
+	@$(servers) \
+	$(GO) test -count=1 -v -timeout 15m $(TESTFLAGS) ./localdev/e2e/
 
 bench:
 	@$(servers) \

@@ -79,7 +79,12 @@ func (a *Agent) disks(ctx context.Context) (string, map[string]string, error) {
 	for _, d := range slices.Sorted(maps.Keys(match)) {
 		mapping = append(mapping, d+"="+match[d])
 	}
-	msg := fmt.Sprintf("layout %q on %s: %d changes, mounted at %s", l.Name, strings.Join(mapping, " "), changed, p.Root)
+	what := strconv.Itoa(changed) + " changes"
+	if changed == 0 {
+		// The words the console's plan and the image step use too.
+		what = "nothing to do"
+	}
+	msg := fmt.Sprintf("layout %q on %s: %s, mounted at %s", l.Name, strings.Join(mapping, " "), what, p.Root)
 	return msg, map[string]string{"layout": l.Name, "changes": strconv.Itoa(changed)}, nil
 }
 
@@ -213,6 +218,9 @@ func (a *Agent) image(ctx context.Context) (string, map[string]string, error) {
 		// The fallback bootloader's files on the ESP are not the image's.
 		pol.Preserve = append(pol.Preserve, path.Join(esp, bootloader.ESPDir, "**"))
 	}
+	// Nor are the layout's mount points: an image without /boot/efi
+	// would have the sync remove the mounted ESP's directory (EBUSY).
+	pol.Preserve = append(pol.Preserve, a.mountPoints()...)
 	sp, err := bsync.Plan(ctx, m, a.root, pol)
 	if err != nil {
 		return "", nil, err
@@ -373,6 +381,20 @@ func (a *Agent) espMount() string {
 		}
 	}
 	return ""
+}
+
+// mountPoints are the layout's mount points other than the root.
+func (a *Agent) mountPoints() []string {
+	if a.plan.Stateless || a.plan.Layout == nil {
+		return nil
+	}
+	var out []string
+	for _, fs := range a.plan.Layout.Expand().Filesystems {
+		if fs.Mount != "" && fs.Mount != "/" {
+			out = append(out, path.Clean(fs.Mount))
+		}
+	}
+	return out
 }
 
 // pivot checks the root once more, stops the console stream, reports the

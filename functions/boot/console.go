@@ -15,10 +15,11 @@ import (
 	"github.com/herd-hpc/herd/functions/store"
 )
 
-// HeaderConsoleSeq numbers the chunks a node posts to its console, from 1
+// ConsoleSeqParam numbers the chunks a node posts to its console (a query
+// parameter: the edge drops every X-Herd-* header a client sends), from 1
 // up: a chunk whose number was seen is not appended again, so a node may
 // retry a post whose answer it lost.
-const HeaderConsoleSeq = "X-Herd-Console-Seq"
+const ConsoleSeqParam = "seq"
 
 // ConsoleKey is where a session's console is archived in the object store
 // once the session is done or failed.
@@ -31,10 +32,10 @@ func (h *Handler) postConsole(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	seq, err := strconv.ParseUint(r.Header.Get(HeaderConsoleSeq), 10, 64)
+	seq, err := strconv.ParseUint(r.URL.Query().Get(ConsoleSeqParam), 10, 64)
 	if err != nil || seq == 0 {
 		h.fail(w, r, problem.New(http.StatusBadRequest, "bad-seq", "Bad console sequence number",
-			HeaderConsoleSeq+" must number the chunk: 1 for the first, then 2, 3, …"))
+			"?"+ConsoleSeqParam+"= must number the chunk: 1 for the first, then 2, 3, …"))
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, store.MaxConsoleChunk+1))

@@ -169,8 +169,10 @@ func (c *checkedBlob) Close() error { return c.rc.Close() }
 // AppendConsole posts chunk seq (from 1 up) of the node's console output,
 // at most 64 KiB. Posting the same seq again (a retry) appends nothing.
 func (b *Boot) AppendConsole(ctx context.Context, session string, seq uint64, p []byte) error {
-	h := http.Header{"Content-Type": {"application/octet-stream"}, "X-Herd-Console-Seq": {strconv.FormatUint(seq, 10)}}
-	resp, err := b.bootSend(ctx, http.MethodPost, sessionPath(session, "console"), h, p)
+	// The number rides in the query: the edge drops X-Herd-* headers a
+	// client sends.
+	h := http.Header{"Content-Type": {"application/octet-stream"}}
+	resp, err := b.bootSend(ctx, http.MethodPost, sessionPath(session, "console")+"?seq="+strconv.FormatUint(seq, 10), h, p)
 	if err != nil {
 		return err
 	}

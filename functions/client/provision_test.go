@@ -19,7 +19,7 @@ func TestBootChecksWhatItReads(t *testing.T) {
 		gotAuth = r.Header.Get("Authorization")
 		switch {
 		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/console"):
-			gotSeq = r.Header.Get("X-Herd-Console-Seq")
+			gotSeq = r.URL.Query().Get("seq")
 			w.WriteHeader(http.StatusNoContent)
 		default:
 			_, _ = io.WriteString(w, "not what was asked for")

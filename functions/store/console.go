@@ -18,7 +18,7 @@ import (
 // session's TTL:
 //
 //	boot:console:<id>  stream: one entry per chunk the node sent, id
-//	                   "<seq>-1" (the node's X-Herd-Console-Seq), fields
+//	                   "<seq>-1" (the node's ?seq=), fields
 //	                   "o" (offset of the chunk's first byte) and "d" (bytes)
 //	boot:plan:<id>     string: the manifest digest the session's plan named
 //

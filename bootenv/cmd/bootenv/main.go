@@ -96,6 +96,9 @@ func run(stream *console.Stream, log *slog.Logger) (agent.Cmdline, error) {
 		return cmd, err
 	}
 	log.Info("bootenv", "session", cmd.Session, "server", cmd.Server)
+	if err := repairUsrMerge("/"); err != nil {
+		log.Warn("repair the usr-merge links", "err", err)
+	}
 	loadModules(ctx, stream, log)
 	warnEntropy(log)
 	hc, err := httpClient()
