@@ -720,17 +720,8 @@ func (a *API) imageGC(w http.ResponseWriter, r *http.Request, id auth.Identity) 
 // empty: none). The change already happened; a failure here is logged,
 // and the next commit to the branch publishes again.
 func (a *API) movePublished(ctx context.Context, fromImage, fromBranch, toImage, toBranch string) {
-	s := a.Images
-	if toImage != "" {
-		if _, err := s.Publish(ctx, toImage, toBranch); err != nil && !errors.Is(err, imgstore.ErrNoKernel) {
-			a.log.Error("publish boot files", "image", toImage, "branch", toBranch, "err", err)
-		}
-	}
-	if fromImage == "" {
-		return
-	}
-	if err := s.Unpublish(ctx, fromImage, fromBranch); err != nil {
-		a.log.Error("remove boot files", "image", fromImage, "branch", fromBranch, "err", err)
+	if err := a.Images.MovePublished(ctx, fromImage, fromBranch, toImage, toBranch); err != nil {
+		a.log.Error("boot files not moved", "from", fromImage+":"+fromBranch, "to", toImage+":"+toBranch, "err", err)
 	}
 }
 

@@ -463,19 +463,13 @@ func fillDiff(v *components.ImageDiffView, c manifest.Changes) {
 // next commit to the branch publishes again; an image without a kernel is
 // normal until one is installed.
 func (u *UI) publish(ctx context.Context, image, branch string) {
-	if _, err := u.images.Publish(ctx, image, branch); err != nil && !errors.Is(err, imgstore.ErrNoKernel) {
-		u.log.Error("publish boot files", "image", image, "branch", branch, "err", err)
-	}
+	u.movePublished(ctx, "", "", image, branch)
 }
 
-// movePublished publishes a renamed branch's boot files under its new
-// name (toImage empty: nowhere) and removes them under the old one, as the
-// API does after the same change.
+// movePublished moves a branch's boot files as the API does after the same
+// change; a failure is logged, and the next commit publishes again.
 func (u *UI) movePublished(ctx context.Context, fromImage, fromBranch, toImage, toBranch string) {
-	if toImage != "" {
-		u.publish(ctx, toImage, toBranch)
-	}
-	if err := u.images.Unpublish(ctx, fromImage, fromBranch); err != nil {
-		u.log.Error("remove boot files", "image", fromImage, "branch", fromBranch, "err", err)
+	if err := u.images.MovePublished(ctx, fromImage, fromBranch, toImage, toBranch); err != nil {
+		u.log.Error("boot files not moved", "from", fromImage+":"+fromBranch, "to", toImage+":"+toBranch, "err", err)
 	}
 }

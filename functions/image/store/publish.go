@@ -239,3 +239,23 @@ func (s *Store) Unpublish(ctx context.Context, image, branch string) error {
 	}
 	return nil
 }
+
+// MovePublished publishes a branch's boot files under its (new) name
+// (toImage empty: nowhere) and removes them under the old one (fromImage
+// empty: none), after a branch or image was created, renamed, rolled back
+// or deleted. A version without a kernel publishes nothing and is no
+// error: images often get one later.
+func (s *Store) MovePublished(ctx context.Context, fromImage, fromBranch, toImage, toBranch string) error {
+	var errs []error
+	if toImage != "" {
+		if _, err := s.Publish(ctx, toImage, toBranch); err != nil && !errors.Is(err, ErrNoKernel) {
+			errs = append(errs, err)
+		}
+	}
+	if fromImage != "" {
+		if err := s.Unpublish(ctx, fromImage, fromBranch); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
