@@ -59,9 +59,9 @@ func given(fs *flag.FlagSet) map[string]bool {
 // settingsFlags are the settings a node inherits from its group; node and
 // group commands share them.
 type settingsFlags struct {
-	image, branch, layout, power, kernel, verify string
-	stateless, checkEveryBoot                    optBool
-	plugins                                      listFlag
+	image, branch, layout, power, kernel, kernelArgs, verify string
+	stateless, checkEveryBoot                                optBool
+	plugins                                                  listFlag
 }
 
 func (s *settingsFlags) declare(fs *flag.FlagSet) {
@@ -69,6 +69,7 @@ func (s *settingsFlags) declare(fs *flag.FlagSet) {
 	fs.StringVar(&s.branch, "branch", "", "image `BRANCH` (default the image's live branch)")
 	fs.StringVar(&s.layout, "layout", "", "disk `LAYOUT` name")
 	fs.StringVar(&s.kernel, "kernel", "", "kernel `VERSION` of the image to boot (default its newest)")
+	fs.StringVar(&s.kernelArgs, "kernel-args", "", "more kernel `ARGUMENTS` for the provisioner's boot and the disk's fallback entry, such as 'console=ttyS0,115200'")
 	fs.Var(&s.checkEveryBoot, "check-every-boot", "compare the root with the image on every boot (--check-every-boot=false skips it while the root holds its version)")
 	fs.StringVar(&s.verify, "sync-verify", "", "when bootenv hashes content: `POLICY` unsure, never or always")
 	fs.Var(&s.plugins, "plugin", "plugin setting `NAME.KEY=VALUE` over the cluster's (repeatable; empty VALUE removes it; KEY enabled turns the plugin on or off)")
@@ -108,7 +109,7 @@ func (s *settingsFlags) check(cmd string) error {
 
 // apply sets the given settings on a new object.
 func (s *settingsFlags) apply(to *model.Settings) {
-	to.Image, to.Branch, to.DiskLayout, to.Kernel = s.image, s.branch, s.layout, s.kernel
+	to.Image, to.Branch, to.DiskLayout, to.Kernel, to.KernelArgs = s.image, s.branch, s.layout, s.kernel, s.kernelArgs
 	to.PowerMethod = model.PowerMethod(s.power)
 	to.Stateless = s.stateless.v
 	to.CheckEveryBoot, to.SyncVerify = s.checkEveryBoot.v, s.verify
@@ -133,6 +134,8 @@ func (s *settingsFlags) patch(p map[string]any, set map[string]bool) {
 			p[field] = orNil(s.layout)
 		case "kernel":
 			p[field] = orNil(s.kernel)
+		case "kernel-args":
+			p[field] = orNil(s.kernelArgs)
 		case "power":
 			p[field] = orNil(s.power)
 		case "stateless":
@@ -159,7 +162,7 @@ func (s *settingsFlags) patch(p map[string]any, set map[string]bool) {
 // settingsFields maps each settings flag to its JSON field.
 func settingsFields() map[string]string {
 	return map[string]string{"image": "image", "branch": "branch", "layout": "disk_layout", "stateless": "stateless", "power": "power_method", "kernel": "kernel",
-		"check-every-boot": "check_every_boot", "sync-verify": "sync_verify", "plugin": "plugins"}
+		"kernel-args": "kernel_args", "check-every-boot": "check_every_boot", "sync-verify": "sync_verify", "plugin": "plugins"}
 }
 
 // orNil turns an empty string into a merge-patch deletion.

@@ -73,6 +73,7 @@ type NodeForm struct {
 	Name                      string
 	Group                     string
 	Image, Branch, DiskLayout string
+	Kernel, KernelArgs        string
 	Stateless                 string // "", "true" or "false"
 	PowerMethod               string
 	Interfaces                []InterfaceRow
@@ -94,6 +95,7 @@ type GroupForm struct {
 	Revision                  int64
 	Name, Description         string
 	Image, Branch, DiskLayout string
+	Kernel, KernelArgs        string
 	Stateless                 string
 	PowerMethod               string
 	Tags                      string

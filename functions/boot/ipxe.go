@@ -208,6 +208,7 @@ func (h *Handler) known(w http.ResponseWriter, r *http.Request, server string, r
 	script(w, http.StatusOK, Boot{
 		Server: server, Node: node.Name, MAC: req.MAC, Image: image, Branch: branch, Platform: req.Platform,
 		Session: id, Token: token, Kernel: kernel, Initrd: initrd, Bootenv: bootenv,
+		Args: strings.Fields(eff.KernelArgs),
 	}.Render())
 }
 

@@ -38,7 +38,7 @@ func TestKnownMACBootsBIOSAndEFI(t *testing.T) {
 	ctx := context.Background()
 	// Image names are labels: any characters, escaped in keys and URLs.
 	const image = "rocky 9/x86&64 ${evil}"
-	e.group(model.Group{Name: "compute", Settings: model.Settings{Image: image}})
+	e.group(model.Group{Name: "compute", Settings: model.Settings{Image: image, KernelArgs: "console=ttyS0,115200n8 nomodeset"}})
 	e.node(model.Node{Name: "node001", Group: "compute", Interfaces: []model.Interface{
 		{Name: "eth0", MAC: "52:54:00:12:34:56", Address: "10.0.0.5/16", Boot: true}}})
 	e.image(image, boot.LiveBranch)
@@ -285,6 +285,7 @@ func TestScriptsPure(t *testing.T) {
 		Kernel: boot.ImageKey("rocky9", "live", "kernel"), Initrd: boot.ImageKey("rocky9", "live", boot.ModulesFile), Bootenv: boot.BootenvKey}
 	golden(t, "render_pcbios", b.Render())
 	b.Platform = "efi"
+	b.Args = []string{"console=ttyS0,115200", "nomodeset"}
 	golden(t, "render_efi", b.Render())
 }
 

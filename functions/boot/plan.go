@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	imgstore "github.com/herd-hpc/herd/functions/image/store"
 
@@ -44,6 +45,7 @@ func BuildPlan(in PlanInput) (model.NodePlan, error) {
 	plan := model.NodePlan{
 		Node: in.Node.Name, Session: in.Session.ID, Hostname: in.Node.Name,
 		Image: in.Image, Branch: in.Branch, Version: in.Version, Kernel: in.Kernel,
+		KernelArgs: strings.Fields(eff.KernelArgs),
 		Stateless:  eff.Stateless != nil && *eff.Stateless,
 		Interfaces: in.Node.Interfaces, Hosts: in.Hosts,
 		Sync: model.DefaultSyncPolicy(),

@@ -82,6 +82,9 @@ type Boot struct {
 	// Object keys of the kernel, the image's initrd and bootenv's
 	// initramfs.
 	Kernel, Initrd, Bootenv string
+	// Args are the admin's kernel arguments (kernel_args, validated by
+	// the model), after herd's own.
+	Args []string
 }
 
 // Names iPXE gives the initrds; under EFI the kernel finds them by these
@@ -129,6 +132,7 @@ func (b Boot) Render() []byte {
 		// The EFI stub loads initrds by name only when told (FIELD-NOTES).
 		args = append(args, "initrd="+initrdName, "initrd="+bootenvName)
 	}
+	args = append(args, b.Args...)
 	fmt.Fprintf(&s, "kernel --name kernel %s %s\n", ArtifactURL(b.Server, b.Kernel, b.Session, b.Token), strings.Join(args, " "))
 	fmt.Fprintf(&s, "initrd --name %s %s\n", initrdName, ArtifactURL(b.Server, b.Initrd, b.Session, b.Token))
 	fmt.Fprintf(&s, "initrd --name %s %s\n", bootenvName, ArtifactURL(b.Server, b.Bootenv, b.Session, b.Token))

@@ -57,7 +57,11 @@ type Settings struct {
 	DiskLayout string `json:"disk_layout,omitempty"`
 	// Kernel picks one of the image's kernels by version; empty boots
 	// the newest the image holds.
-	Kernel      string      `json:"kernel,omitempty"`
+	Kernel string `json:"kernel,omitempty"`
+	// KernelArgs are more kernel command-line arguments, given to the
+	// provisioner's boot and to the fallback entry on the disk
+	// (console=ttyS0,115200 nomodeset); a node's replace its group's.
+	KernelArgs  string      `json:"kernel_args,omitempty"`
 	Stateless   *bool       `json:"stateless,omitempty"`
 	PowerMethod PowerMethod `json:"power_method,omitempty"`
 	// CheckEveryBoot false lets a node whose root already holds its

@@ -32,7 +32,8 @@ func TestNodeValidate(t *testing.T) {
 		Interfaces:    []Interface{{Name: "eth0", MAC: "52:54:00:00:00:01", Address: "10.0.0.1/16", Boot: true}, {Name: "ib0", Address: "fd00::1"}},
 		BMC:           BMC{Address: "bmc-node001.cluster", Username: "root", CredentialRef: "bmc/default"},
 		PowerSupplies: []string{"psu1", "psu2"}, Tags: []string{"rack=1", "gpu"},
-		Settings: Settings{Image: "Rocky 9 / GPU ✓", Stateless: &yes, PowerMethod: PowerRedfish},
+		Settings: Settings{Image: "Rocky 9 / GPU ✓", Stateless: &yes, PowerMethod: PowerRedfish,
+			KernelArgs: "console=tty0 console=ttyS0,115200n8 nomodeset intel_iommu=on ip=::::n1:eth0:dhcp"},
 	}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good node refused: %v", err)
@@ -56,6 +57,11 @@ func TestNodeValidate(t *testing.T) {
 		"power method":     {func(n *Node) { n.PowerMethod = "wol" }, "power_method"},
 		"image control ch": {func(n *Node) { n.Image = "a\x00b" }, "image"},
 		"state":            {func(n *Node) { n.State = "flying" }, "state"},
+		"kernel arg quote": {func(n *Node) { n.KernelArgs = `console=ttyS0 foo="a b"` }, "kernel_args"},
+		"kernel arg ipxe":  {func(n *Node) { n.KernelArgs = "console=${x}" }, "kernel_args"},
+		"kernel arg herd":  {func(n *Node) { n.KernelArgs = "quiet herd.server=http://evil" }, "kernel_args"},
+		"kernel arg init":  {func(n *Node) { n.KernelArgs = "initrd=x" }, "kernel_args"},
+		"kernel arg long":  {func(n *Node) { n.KernelArgs = strings.Repeat("a ", 600) }, "kernel_args"},
 	}
 	for name, c := range cases {
 		n := good

@@ -13,6 +13,9 @@ type NodePlan struct {
 	Branch  string `json:"branch"`
 	Version string `json:"version"`
 	Kernel  string `json:"kernel,omitempty"` // the kernel version booted
+	// KernelArgs are the admin's kernel arguments (the node's
+	// kernel_args), for the fallback boot entry.
+	KernelArgs []string `json:"kernel_args,omitempty"`
 	// Stateless nodes sync into a RAM root; Layout is then ignored.
 	Stateless  bool        `json:"stateless"`
 	Layout     *Layout     `json:"layout,omitempty"`

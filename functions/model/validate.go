@@ -145,6 +145,7 @@ func checkSettings(p *problems, s Settings) {
 	checkLabel(p, "branch", s.Branch, 256)
 	checkLabel(p, "disk_layout", s.DiskLayout, 256)
 	checkLabel(p, "kernel", s.Kernel, 128)
+	checkKernelArgs(p, s.KernelArgs)
 	for name, kv := range s.Plugins {
 		ps := PluginSettings{Name: name, Settings: kv}
 		if v, ok := kv["enabled"]; ok {
@@ -382,6 +383,9 @@ func Resolve(n Settings, g *Group) Settings {
 	if out.Kernel == "" {
 		out.Kernel = g.Kernel
 	}
+	if out.KernelArgs == "" {
+		out.KernelArgs = g.KernelArgs
+	}
 	if out.CheckEveryBoot == nil {
 		out.CheckEveryBoot = g.CheckEveryBoot
 	}
@@ -396,4 +400,28 @@ func Resolve(n Settings, g *Group) Settings {
 		out.PowerMethod = g.PowerMethod
 	}
 	return out
+}
+
+// checkKernelArgs keeps kernel arguments to what both iPXE's command line
+// and the kernel's take as given: printable ASCII without quotes or the
+// characters iPXE expands or splits on, and none of the arguments herd
+// sets itself, which a copy would silently override.
+func checkKernelArgs(p *problems, s string) {
+	const field = "kernel_args"
+	if len(s) > 1024 {
+		p.add(field, "is longer than 1024 bytes")
+		return
+	}
+	for _, r := range s {
+		if r < 0x20 || r > 0x7e || strings.ContainsRune("\"'`$#|&;\\", r) {
+			p.add(field, "contains %q: kernel arguments take printable ASCII without quotes, $, #, |, &, ; or \\", r)
+			return
+		}
+	}
+	for _, a := range strings.Fields(s) {
+		key, _, _ := strings.Cut(a, "=")
+		if strings.HasPrefix(key, "herd.") || key == "BOOTIF" || key == "initrd" {
+			p.add(field, "%q is set by herd itself and cannot be given", a)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"net/http"
@@ -131,6 +132,7 @@ func parseRevision(s string) (int64, bool) {
 // settingsForm holds the inherited settings as typed.
 type settingsForm struct {
 	Image, Branch, DiskLayout, Stateless, PowerMethod string
+	Kernel, KernelArgs                                string
 }
 
 // readSettings reads the inheritable settings from a form; problems are
@@ -142,8 +144,11 @@ func readSettings(r *http.Request, bad map[string]string) (settingsForm, model.S
 		DiskLayout:  strings.TrimSpace(r.PostForm.Get("disk_layout")),
 		Stateless:   r.PostForm.Get("stateless"),
 		PowerMethod: r.PostForm.Get("power_method"),
+		Kernel:      strings.TrimSpace(r.PostForm.Get("kernel")),
+		KernelArgs:  strings.Join(strings.Fields(r.PostForm.Get("kernel_args")), " "),
 	}
-	s := model.Settings{Image: f.Image, Branch: f.Branch, DiskLayout: f.DiskLayout, PowerMethod: model.PowerMethod(f.PowerMethod)}
+	s := model.Settings{Image: f.Image, Branch: f.Branch, DiskLayout: f.DiskLayout, PowerMethod: model.PowerMethod(f.PowerMethod),
+		Kernel: f.Kernel, KernelArgs: f.KernelArgs}
 	st, ok := parseStateless(f.Stateless)
 	if !ok {
 		bad["stateless"] = "choose stateful, stateless or inherit"
@@ -168,4 +173,34 @@ func pageProblems(bad map[string]string, verr error) error {
 		}
 	}
 	return ve
+}
+
+// keepUnformed copies onto what a form describes the settings the form
+// has no field for (plugin settings, sync policy), so that saving a page
+// never drops what the CLI or the API set. Only from the revision the
+// form was opened at: a newer one fails the replace as a conflict anyway.
+func keepUnformed(to *model.Settings, stored model.Settings) {
+	to.CheckEveryBoot, to.SyncVerify, to.Plugins = stored.CheckEveryBoot, stored.SyncVerify, stored.Plugins
+}
+
+// keepUnformedNode keeps a node's settings and BMC fields that its form
+// does not show.
+func (u *UI) keepUnformedNode(ctx context.Context, n *model.Node, rev int64) error {
+	cur, err := u.store.GetNode(ctx, n.Name)
+	if err != nil || cur.Revision != rev {
+		return err
+	}
+	keepUnformed(&n.Settings, cur.Settings)
+	n.BMC.Fingerprint = cur.BMC.Fingerprint
+	return nil
+}
+
+// keepUnformedGroup keeps a group's settings that its form does not show.
+func (u *UI) keepUnformedGroup(ctx context.Context, g *model.Group, rev int64) error {
+	cur, err := u.store.GetGroup(ctx, g.Name)
+	if err != nil || cur.Revision != rev {
+		return err
+	}
+	keepUnformed(&g.Settings, cur.Settings)
+	return nil
 }

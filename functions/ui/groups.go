@@ -31,7 +31,7 @@ func (u *UI) groups(w http.ResponseWriter, r *http.Request, id auth.Identity) er
 func groupForm(g model.Group) components.GroupForm {
 	return components.GroupForm{
 		Revision: g.Revision, Name: g.Name, Description: g.Description,
-		Image: g.Image, Branch: g.Branch, DiskLayout: g.DiskLayout,
+		Image: g.Image, Branch: g.Branch, DiskLayout: g.DiskLayout, Kernel: g.Kernel, KernelArgs: g.KernelArgs,
 		Stateless: formatStateless(g.Stateless), PowerMethod: string(g.PowerMethod), Tags: joinList(g.Tags),
 	}
 }
@@ -45,6 +45,7 @@ func readGroupForm(r *http.Request) (components.GroupForm, model.Group, map[stri
 	f := components.GroupForm{
 		Name: strings.TrimSpace(pf.Get("name")), Description: strings.TrimSpace(pf.Get("description")),
 		Image: sf.Image, Branch: sf.Branch, DiskLayout: sf.DiskLayout, Stateless: sf.Stateless, PowerMethod: sf.PowerMethod,
+		Kernel: sf.Kernel, KernelArgs: sf.KernelArgs,
 		Tags: pf.Get("tags"),
 	}
 	g := model.Group{Name: f.Name, Description: f.Description, Tags: splitList(f.Tags), Settings: settings}
@@ -111,7 +112,7 @@ func (u *UI) saveGroup(w http.ResponseWriter, r *http.Request, id auth.Identity)
 	var err error
 	if len(bad) > 0 {
 		err = pageProblems(bad, g.Validate())
-	} else {
+	} else if err = u.keepUnformedGroup(r.Context(), &g, f.Revision); err == nil {
 		g, err = u.store.ReplaceGroup(r.Context(), id.Actor(), g, f.Revision)
 	}
 	if err == nil {

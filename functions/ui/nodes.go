@@ -159,6 +159,8 @@ func settingRows(n model.Node, g *model.Group) []components.SettingRow {
 		row("Image", n.Image, gs.Image),
 		row("Branch", n.Branch, gs.Branch),
 		row("Disk layout", n.DiskLayout, gs.DiskLayout),
+		row("Kernel", n.Kernel, gs.Kernel),
+		row("Kernel arguments", n.KernelArgs, gs.KernelArgs),
 		row("Root file system", statelessText(n.Stateless), statelessText(gs.Stateless)),
 		row("Power method", string(n.PowerMethod), string(gs.PowerMethod)),
 	}
@@ -178,7 +180,7 @@ func statelessText(b *bool) string {
 func nodeForm(n model.Node) components.NodeForm {
 	f := components.NodeForm{
 		Revision: n.Revision, Name: n.Name, Group: n.Group,
-		Image: n.Image, Branch: n.Branch, DiskLayout: n.DiskLayout,
+		Image: n.Image, Branch: n.Branch, DiskLayout: n.DiskLayout, Kernel: n.Kernel, KernelArgs: n.KernelArgs,
 		Stateless: formatStateless(n.Stateless), PowerMethod: string(n.PowerMethod),
 		BMCAddress: n.BMC.Address, BMCUsername: n.BMC.Username, BMCCredentialRef: n.BMC.CredentialRef,
 		PowerSupplies: joinList(n.PowerSupplies), Tags: joinList(n.Tags),
@@ -199,6 +201,7 @@ func readNodeForm(r *http.Request) (components.NodeForm, model.Node, map[string]
 	f := components.NodeForm{
 		Name: strings.TrimSpace(pf.Get("name")), Group: pf.Get("group"),
 		Image: sf.Image, Branch: sf.Branch, DiskLayout: sf.DiskLayout, Stateless: sf.Stateless, PowerMethod: sf.PowerMethod,
+		Kernel: sf.Kernel, KernelArgs: sf.KernelArgs,
 		BMCAddress:       strings.TrimSpace(pf.Get("bmc.address")),
 		BMCUsername:      strings.TrimSpace(pf.Get("bmc.username")),
 		BMCCredentialRef: strings.TrimSpace(pf.Get("bmc.credential_ref")),
@@ -346,7 +349,7 @@ func (u *UI) saveNode(w http.ResponseWriter, r *http.Request, id auth.Identity) 
 	var err error
 	if len(bad) > 0 {
 		err = pageProblems(bad, n.Validate())
-	} else {
+	} else if err = u.keepUnformedNode(r.Context(), &n, f.Revision); err == nil {
 		n, err = u.store.ReplaceNode(r.Context(), id.Actor(), n, f.Revision)
 	}
 	if err == nil {

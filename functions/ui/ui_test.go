@@ -523,3 +523,69 @@ func TestStaticAssets(t *testing.T) {
 		t.Errorf("Content-Security-Policy %q", csp)
 	}
 }
+
+// TestPageEditKeepsWhatTheFormDoesNotShow: settings only the CLI and the
+// API set (plugin settings, the sync policy, a pinned BMC certificate)
+// survive saving the node and group forms; kernel arguments go through
+// the forms both ways.
+func TestPageEditKeepsWhatTheFormDoesNotShow(t *testing.T) {
+	e := newEnv(t)
+	c := e.login("admin", model.RoleAdmin)
+	ctx := context.Background()
+	no := false
+	fp := "sha256:" + strings.Repeat("ab", 32)
+	kept := model.Settings{CheckEveryBoot: &no, SyncVerify: "always", Plugins: map[string]map[string]string{"limits": {"nofile": "65536"}}}
+	g := model.Group{Name: "compute", Settings: kept}
+	if _, err := e.st.CreateGroup(ctx, system(), g); err != nil {
+		t.Fatal(err)
+	}
+	n := model.Node{Name: "node001", Group: "compute", BMC: model.BMC{Address: "10.1.0.1", Fingerprint: fp}, Settings: kept}
+	if _, err := e.st.CreateNode(ctx, system(), n); err != nil {
+		t.Fatal(err)
+	}
+
+	form := nodeForm("node001", "52:54:00:00:00:01")
+	form.Set("group", "compute")
+	form.Set("bmc.address", "10.1.0.1")
+	form.Set("kernel_args", " console=ttyS0,115200   nomodeset ")
+	form.Set("revision", "1")
+	if res := e.post(c, "/nodes/node001/edit", form); res.status != http.StatusSeeOther {
+		t.Fatalf("node edit: status %d\n%s", res.status, res.body)
+	}
+	got, err := e.st.GetNode(ctx, "node001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.KernelArgs != "console=ttyS0,115200 nomodeset" || got.SyncVerify != "always" || got.CheckEveryBoot == nil || *got.CheckEveryBoot ||
+		got.Plugins["limits"]["nofile"] != "65536" || got.BMC.Fingerprint != fp {
+		t.Errorf("after the page's edit the node is %+v", got)
+	}
+	res := e.get(c, "/nodes/node001")
+	wantContains(t, res.body, "Kernel arguments", "console=ttyS0,115200 nomodeset")
+	res = e.get(c, "/nodes/node001/edit")
+	wantContains(t, res.body, `name="kernel_args"`, `value="console=ttyS0,115200 nomodeset"`)
+
+	// A bad argument is refused next to its field, and nothing changes.
+	form.Set("kernel_args", "herd.server=http://elsewhere")
+	form.Set("revision", "2")
+	res = e.post(c, "/nodes/node001/edit", form)
+	if res.status != http.StatusUnprocessableEntity {
+		t.Fatalf("bad kernel args: status %d\n%s", res.status, res.body)
+	}
+	wantContains(t, res.body, "is set by herd itself")
+	if again, _ := e.st.GetNode(ctx, "node001"); again.Revision != 2 {
+		t.Errorf("a refused edit changed the node: %+v", again)
+	}
+
+	gform := url.Values{"name": {"compute"}, "revision": {"1"}, "kernel": {"6.1.0-28-amd64"}}
+	if res := e.post(c, "/groups/compute/edit", gform); res.status != http.StatusSeeOther {
+		t.Fatalf("group edit: status %d\n%s", res.status, res.body)
+	}
+	gg, err := e.st.GetGroup(ctx, "compute")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gg.Kernel != "6.1.0-28-amd64" || gg.SyncVerify != "always" || gg.Plugins["limits"]["nofile"] != "65536" {
+		t.Errorf("after the page's edit the group is %+v", gg)
+	}
+}
