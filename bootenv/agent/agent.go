@@ -109,10 +109,10 @@ type Agent struct {
 	plan model.NodePlan
 	root string
 	// Filled by the disk step for the plugins and bootloader steps.
-	sources map[string]string // layout reference → fstab source
-	espDisk string
-	espPart int
-	start   time.Time
+	sources  map[string]string // layout reference → fstab source
+	bootDisk string            // the fallback loader's partition
+	bootPart int
+	start    time.Time
 }
 
 // New returns an agent for o.

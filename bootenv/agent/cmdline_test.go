@@ -68,7 +68,7 @@ func TestDeviceNames(t *testing.T) {
 		{Name: "nvme0n1", Partitions: []disk.Partition{{Number: 1, FSUUID: "AAAA-0001"}, {Number: 2}}},
 		{Name: "nvme1n1", Partitions: []disk.Partition{{Number: 1, FSUUID: "AAAA-0002"}, {Number: 2}}},
 	}}
-	src, espDisk, espPart := DeviceNames(l.Expand(), map[string]string{"disk0": "nvme1n1", "disk1": "nvme0n1"}, found)
+	src, espDisk, espPart := DeviceNames(l.Expand(), map[string]string{"disk0": "nvme1n1", "disk1": "nvme0n1"}, found, "/boot/efi")
 	if src["disk0p1"] != "UUID=AAAA-0002" || src["disk1p1"] != "UUID=AAAA-0001" || src["system/root"] != "/dev/system/root" {
 		t.Errorf("sources %v", src)
 	}

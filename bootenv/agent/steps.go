@@ -68,7 +68,7 @@ func (a *Agent) disks(ctx context.Context) (string, map[string]string, error) {
 			return "", nil, err
 		}
 	}
-	a.sources, a.espDisk, a.espPart = DeviceNames(l.Expand(), match, found)
+	a.sources, a.bootDisk, a.bootPart = DeviceNames(l.Expand(), match, found, a.bootMount())
 	changed := 0
 	for _, s := range p.Steps {
 		if s.Kind != disk.StepAssemble && s.Kind != disk.StepActivateVG && s.Kind != disk.StepMount {
@@ -121,8 +121,8 @@ func Rebase(p disk.Plan, root string) disk.Plan {
 // devices: partitions by their filesystem's UUID (device names move
 // between boots; the UUID does not), logical volumes by /dev/<vg>/<lv>,
 // arrays by /dev/md/<name>; and which disk and partition hold the
-// filesystem mounted at /boot/efi.
-func DeviceNames(a *model.AdvancedLayout, match map[string]string, found disk.Found) (sources map[string]string, espDisk string, espPart int) {
+// filesystem mounted at bootMount (the fallback loader's, "" for none).
+func DeviceNames(a *model.AdvancedLayout, match map[string]string, found disk.Found, bootMount string) (sources map[string]string, bootDisk string, bootPart int) {
 	sources = map[string]string{}
 	byName := map[string]disk.Detected{}
 	for _, d := range found.Disks {
@@ -152,12 +152,12 @@ func DeviceNames(a *model.AdvancedLayout, match map[string]string, found disk.Fo
 					sources[fs.Device] = "UUID=" + pt.FSUUID
 				}
 			}
-			if fs.Mount == "/boot/efi" {
-				espDisk, espPart = d.Path(), num
+			if bootMount != "" && fs.Mount == bootMount {
+				bootDisk, bootPart = d.Path(), num
 			}
 		}
 	}
-	return sources, espDisk, espPart
+	return sources, bootDisk, bootPart
 }
 
 // splitPartRef splits "disk0p2" into "disk0" and 2.
@@ -214,9 +214,13 @@ func (a *Agent) image(ctx context.Context) (string, map[string]string, error) {
 	// only to be written again.
 	owned := a.owned()
 	pol := bsync.Policy{Verify: verify, Preserve: append(slices.Clone(a.plan.Sync.Preserve), owned...), Owned: owned}
-	if esp := a.espMount(); esp != "" {
-		// The fallback bootloader's files on the ESP are not the image's.
-		pol.Preserve = append(pol.Preserve, path.Join(esp, bootloader.ESPDir, "**"))
+	if mnt := a.bootMount(); mnt != "" {
+		// The fallback loader's files on its partition are not the image's.
+		dir := bootloader.ESPDir
+		if !a.o.UEFI {
+			dir = bootloader.BIOSDir
+		}
+		pol.Preserve = append(pol.Preserve, path.Join(mnt, dir, "**"))
 	}
 	// Nor are the layout's mount points: an image without /boot/efi
 	// would have the sync remove the mounted ESP's directory (EBUSY).
@@ -334,8 +338,13 @@ func clipExtra(s string) string {
 
 // bootloader installs the fallback boot entry of a stateful node.
 func (a *Agent) bootloader(ctx context.Context) (string, map[string]string, error) {
+	// The admin's kernel arguments, else this boot's console.
+	args := a.plan.KernelArgs
+	if len(args) == 0 {
+		args = a.o.KernelArgs
+	}
 	in := bootloader.Input{UEFI: a.o.UEFI, Stateless: a.plan.Stateless, Root: a.root,
-		ESPMount: a.espMount(), ESPDisk: a.espDisk, ESPPart: a.espPart, Args: a.o.KernelArgs}
+		BootMount: a.bootMount(), BootDisk: a.bootDisk, BootPart: a.bootPart, LegacyBoot: a.legacyBoot(), Args: args}
 	if !a.plan.Stateless && a.plan.Layout != nil {
 		lines, err := (plugins.Fstab{Sources: a.sources}).FstabLines(a.plan, nil)
 		if err != nil {
@@ -369,18 +378,47 @@ func (a *Agent) bootloader(ctx context.Context) (string, map[string]string, erro
 	return msg, map[string]string{"entry": res.Entry, "label": d.Entry.Label}, nil
 }
 
-// espMount is where the layout mounts its EFI system partition, "" when
-// it has none or the node is stateless.
-func (a *Agent) espMount() string {
+// bootMount is where the layout mounts the vfat filesystem the fallback
+// loader goes on, "" when it has none or the node is stateless: the EFI
+// system partition (/boot/efi) on UEFI; on BIOS /boot/herd, else an ESP.
+func (a *Agent) bootMount() string {
 	if a.plan.Stateless || a.plan.Layout == nil {
 		return ""
 	}
-	for _, fs := range a.plan.Layout.Expand().Filesystems {
-		if fs.Type == model.FSVFAT && fs.Mount == "/boot/efi" {
-			return fs.Mount
+	want := []string{"/boot/efi"}
+	if !a.o.UEFI {
+		want = []string{"/boot/herd", "/boot/efi"}
+	}
+	fss := a.plan.Layout.Expand().Filesystems
+	for _, m := range want {
+		for _, fs := range fss {
+			if fs.Type == model.FSVFAT && path.Clean(fs.Mount) == m {
+				return m
+			}
 		}
 	}
 	return ""
+}
+
+// legacyBoot says the layout gives the boot partition the legacy_boot
+// flag that BIOS boot code looks for.
+func (a *Agent) legacyBoot() bool {
+	mnt := a.bootMount()
+	if mnt == "" {
+		return false
+	}
+	l := a.plan.Layout.Expand()
+	for _, fs := range l.Filesystems {
+		if path.Clean(fs.Mount) != mnt {
+			continue
+		}
+		for _, pt := range l.Partitions {
+			if pt.Ref() == fs.Device && slices.Contains(pt.Flags, "legacy_boot") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // mountPoints are the layout's mount points other than the root.

@@ -10,9 +10,8 @@
 // same entry and is kept, one with another herd label is replaced. No
 // grub is installed, the distribution's or any other.
 //
-// On BIOS it installs nothing: bootenv carries no BIOS loader (extlinux
-// or similar) yet, so such nodes boot only from the network; the step says
-// so in its event.
+// On BIOS it installs SYSLINUX (Debian's extlinux, see bios.go) on the
+// layout's vfat partition at /boot/herd, with the same kernel and initrd.
 //
 // Decide is pure; Install carries out its decision.
 package bootloader
@@ -38,10 +37,17 @@ const ESPDir = "/EFI/herd"
 type Input struct {
 	UEFI      bool   // /sys/firmware/efi exists
 	Stateless bool   // nothing on disk to boot
-	Root      string // the new root, with the ESP mounted below it
-	ESPMount  string // the layout's vfat mount point, "" when it has none (/boot/efi)
-	ESPDisk   string // the ESP's disk device (/dev/sda)
-	ESPPart   int    // and partition number
+	Root      string // the new root, with the boot partition mounted below it
+	// BootMount is the layout's vfat mount point the loader's files go
+	// on, "" when it has none: the EFI system partition (/boot/efi) on
+	// UEFI, /boot/herd (or an ESP) on BIOS. BootDisk and BootPart are its
+	// disk device (/dev/sda) and partition number.
+	BootMount string
+	BootDisk  string
+	BootPart  int
+	// LegacyBoot says the boot partition carries the GPT legacy_boot
+	// flag, which a BIOS's boot code looks for.
+	LegacyBoot bool
 	// Kernel and Initrd are the image's files (absolute in the root);
 	// Initrd is "" when the image has none.
 	Kernel, Initrd string
@@ -57,7 +63,8 @@ type Decision struct {
 	Skip string // why nothing is installed; empty when something is
 	// Copies maps a source in the root to a destination in the root.
 	Copies [][2]string
-	Entry  Want
+	Entry  Want  // on UEFI
+	BIOS   *BIOS // on BIOS
 	// Note warns of something that may keep the fallback from booting.
 	Note string
 }
@@ -76,30 +83,34 @@ func Decide(in Input) Decision {
 	switch {
 	case in.Stateless:
 		return Decision{Skip: "stateless node: nothing on disk to boot"}
-	case !in.UEFI:
-		return Decision{Skip: "BIOS firmware: bootenv installs no BIOS loader; the node boots from the network only"}
-	case in.ESPMount == "":
-		return Decision{Skip: "the disk layout has no EFI system partition (a vfat filesystem mounted at /boot/efi)"}
-	case in.ESPDisk == "" || in.ESPPart == 0:
-		return Decision{Skip: "the EFI system partition's disk was not found"}
 	case in.Kernel == "":
 		return Decision{Skip: "the image has no kernel"}
 	case in.RootSource == "":
 		return Decision{Skip: "the root filesystem's device is not known"}
+	case !in.UEFI:
+		return decideBIOS(in)
+	case in.BootMount == "":
+		return Decision{Skip: "the disk layout has no EFI system partition (a vfat filesystem mounted at /boot/efi)"}
+	case in.BootDisk == "" || in.BootPart == 0:
+		return Decision{Skip: "the EFI system partition's disk was not found"}
 	}
-	espDir := path.Join(in.ESPMount, ESPDir)
+	espDir := path.Join(in.BootMount, ESPDir)
 	d := Decision{Copies: [][2]string{{in.Kernel, path.Join(espDir, "vmlinuz")}}}
 	args := []string{"root=" + in.RootSource, "ro"}
 	if in.Initrd != "" {
 		d.Copies = append(d.Copies, [2]string{in.Initrd, path.Join(espDir, "initrd.img")})
 		args = append(args, "initrd="+efiPath(ESPDir+"/initrd.img"))
 	} else {
-		d.Note = "the image has no initrd: its kernel must find " + in.RootSource + " without one (no LVM, md or UUID= then)"
+		d.Note = noInitrd(in)
 	}
 	args = append(args, in.Args...)
-	d.Entry = Want{Disk: in.ESPDisk, Part: in.ESPPart, Loader: efiPath(ESPDir + "/vmlinuz"), Args: strings.Join(args, " ")}
+	d.Entry = Want{Disk: in.BootDisk, Part: in.BootPart, Loader: efiPath(ESPDir + "/vmlinuz"), Args: strings.Join(args, " ")}
 	d.Entry.Label = Label(d.Entry)
 	return d
+}
+
+func noInitrd(in Input) string {
+	return "the image has no initrd: its kernel must find " + in.RootSource + " without one (no LVM, md or UUID= then)"
 }
 
 // efiPath writes a path on the ESP as firmware does.

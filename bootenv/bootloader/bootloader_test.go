@@ -11,7 +11,7 @@ import (
 )
 
 func baseInput() Input {
-	return Input{UEFI: true, ESPMount: "/boot/efi", ESPDisk: "/dev/sda", ESPPart: 1,
+	return Input{UEFI: true, BootMount: "/boot/efi", BootDisk: "/dev/sda", BootPart: 1,
 		Kernel: "/boot/vmlinuz-6.1.0-28-amd64", Initrd: "/boot/initrd.img-6.1.0-28-amd64",
 		RootSource: "/dev/system/root", Args: []string{"console=ttyS0,115200"}}
 }
@@ -24,8 +24,10 @@ func TestDecide(t *testing.T) {
 	}{
 		{"uefi", func(*Input) {}, ""},
 		{"stateless", func(i *Input) { i.Stateless = true }, "stateless"},
-		{"bios", func(i *Input) { i.UEFI = false }, "BIOS"},
-		{"no-esp", func(i *Input) { i.ESPMount = "" }, "no EFI system partition"},
+		{"bios without the flag", func(i *Input) { i.UEFI = false }, "legacy_boot"},
+		{"bios", func(i *Input) { i.UEFI, i.LegacyBoot = false, true }, ""},
+		{"bios without a boot partition", func(i *Input) { i.UEFI, i.LegacyBoot, i.BootMount = false, true, "" }, "no vfat boot partition"},
+		{"no-esp", func(i *Input) { i.BootMount = "" }, "no EFI system partition"},
 		{"no-kernel", func(i *Input) { i.Kernel = "" }, "no kernel"},
 		{"no-root", func(i *Input) { i.RootSource = "" }, "root filesystem"},
 	}

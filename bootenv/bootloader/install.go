@@ -16,15 +16,19 @@ type Runner interface {
 
 // Result is what Install did.
 type Result struct {
-	Copied  []string // files written to the ESP (the others were the same)
-	Entry   string   // the boot entry's number
+	Copied  []string // files written to the boot partition (the others were the same)
+	Entry   string   // the boot entry's number (UEFI)
 	Created bool     // the entry was made now
 	Deleted []string // older herd entries removed
 	Order   []string // BootOrder afterwards
+	// On BIOS: Loader says extlinux was installed now, BootCode that the
+	// disk's boot code was written now.
+	Loader, BootCode bool
 }
 
-// Install carries out d on the tree at root: copies the files that differ
-// and makes the firmware boot entry if it is missing, last in BootOrder.
+// Install carries out d on the tree at root: copies the files that differ,
+// then on UEFI makes the firmware boot entry if it is missing, last in
+// BootOrder, and on BIOS installs the loader where it is missing.
 func Install(ctx context.Context, d Decision, root string, r Runner) (Result, error) {
 	var res Result
 	if d.Skip != "" {
@@ -33,11 +37,14 @@ func Install(ctx context.Context, d Decision, root string, r Runner) (Result, er
 	for _, c := range d.Copies {
 		wrote, err := copyIfDifferent(filepath.Join(root, c[0]), filepath.Join(root, c[1]))
 		if err != nil {
-			return res, fmt.Errorf("copy %s to the EFI system partition: %w", c[0], err)
+			return res, fmt.Errorf("copy %s to the boot partition: %w", c[0], err)
 		}
 		if wrote {
 			res.Copied = append(res.Copied, c[1])
 		}
+	}
+	if d.BIOS != nil {
+		return res, installBIOS(ctx, d.BIOS, root, r, &res)
 	}
 	out, err := r.Run(ctx, "efibootmgr")
 	if err != nil {
@@ -79,13 +86,18 @@ func Install(ctx context.Context, d Decision, root string, r Runner) (Result, er
 }
 
 // copyIfDifferent writes src's content to dst unless dst holds it already.
-// The ESP is vfat: no owners or modes to keep, but a rename still keeps a
-// half-written kernel from ever being dst.
 func copyIfDifferent(src, dst string) (bool, error) {
 	b, err := os.ReadFile(src)
 	if err != nil {
 		return false, err
 	}
+	return writeIfDifferent(dst, b)
+}
+
+// writeIfDifferent writes b to dst unless dst holds it already. The boot
+// partition is vfat: no owners or modes to keep, but a rename still keeps
+// a half-written kernel from ever being dst.
+func writeIfDifferent(dst string, b []byte) (bool, error) {
 	if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, b) {
 		return false, nil
 	}
