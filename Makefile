@@ -64,7 +64,8 @@ deps:
 		openipmi:ipmi_sim ipmitool:ipmitool \
 		qemu-system-x86:qemu-system-x86_64 qemu-utils:qemu-img gdisk:sgdisk fdisk:sfdisk mdadm:mdadm \
 		lvm2:lvm xfsprogs:mkfs.xfs e2fsprogs:mkfs.ext4 dosfstools:mkfs.vfat kmod:kmod util-linux:lsblk \
-		efibootmgr:efibootmgr ipxe-qemu:/usr/lib/ipxe/qemu/pxe-e1000.rom ovmf:/usr/share/OVMF/OVMF_CODE_4M.fd
+		efibootmgr:efibootmgr extlinux:extlinux syslinux-common:/usr/lib/syslinux/mbr/gptmbr.bin \
+		openssh-server:/usr/sbin/sshd openssh-client:ssh ipxe-qemu:/usr/lib/ipxe/qemu/pxe-e1000.rom ovmf:/usr/share/OVMF/OVMF_CODE_4M.fd
 	@$(MAKE) --no-print-directory frontend
 
 frontend: $(HTMX)

@@ -21,6 +21,8 @@ func DiskTools() []string {
 		"mkfs.ext4", "mke2fs", "mkfs.xfs", "mkfs.vfat", "mkswap",
 		"mount", "umount", "mkdir", "switch_root", "/sbin/modprobe", "kmod",
 		"efibootmgr", // the fallback boot entry on UEFI machines
+		// The fallback loader on BIOS machines, and its boot code.
+		"extlinux", "/usr/lib/syslinux/mbr/gptmbr.bin",
 		// Not a command: mke2fs reads its defaults (64bit, metadata_csum) here.
 		"/etc/mke2fs.conf",
 	}
