@@ -10,8 +10,9 @@ import (
 
 // repairUsrMerge makes /lib, /lib64, /bin and /sbin under root links into
 // usr again where the initramfs unpacker could not. bootenv's initramfs
-// is usr-merged (lib -> usr/lib); the image's modules archive, which the
-// boot script loads before it, brings lib/ as a real directory
+// is usr-merged (lib -> usr/lib); a modules archive published before
+// herd wrote them under usr/ (or one made by other tools), which the boot
+// script loads before it, brings lib/ as a real directory
 // (lib/modules/<version>), and the kernel's unpacker then cannot replace
 // that non-empty directory with bootenv's link: /lib64/ld-linux… and every
 // dynamically linked tool (modprobe, mkfs, sgdisk) are missing. The

@@ -43,7 +43,7 @@ type PublishedKernel struct {
 //
 //	images/<image>/<branch>/versions/<version>/kernel   the kernel image
 //	images/<image>/<branch>/versions/<version>/modules  a gzip'd newc cpio archive
-//	                                                    of lib/modules/<version>/
+//	                                                    of usr/lib/modules/<version>/
 //	                                                    holding what
 //	                                                    kernel.SelectModules picks
 //
@@ -157,9 +157,12 @@ func (s *Store) modulesArchive(ctx context.Context, m *manifest.Manifest, t *ker
 	}
 	// Every directory an entry needs comes first: the kernel's unpacker
 	// creates no parents. Sorted paths put a directory before its contents.
-	root := "lib/modules/" + k.Version
+	// The modules go under usr/: bootenv's initramfs is usr-merged, and its
+	// lib link, unpacked after this archive, must not find a lib
+	// directory in its place.
+	root := "usr/lib/modules/" + k.Version
 	files := make(map[string][]byte, len(rels))
-	dirs := map[string]bool{"lib": true, "lib/modules": true, root: true}
+	dirs := map[string]bool{"usr": true, "usr/lib": true, "usr/lib/modules": true, root: true}
 	for i, rel := range rels {
 		name := root + "/" + rel
 		files[name] = contents[i]

@@ -118,18 +118,18 @@ func TestPublish(t *testing.T) {
 	raw, err := io.ReadAll(zr)
 	must(t, err)
 	var got []string
-	root := "lib/modules/" + v28
+	root := "usr/lib/modules/" + v28
 	for _, e := range readNewc(t, raw) {
 		got = append(got, e.name)
 		if e.mode == newcFile {
-			if rel := strings.TrimPrefix(e.name, "lib/modules/"+v28+"/"); e.data != files["usr/lib/modules/"+v28+"/"+rel] {
+			if rel := strings.TrimPrefix(e.name, root+"/"); e.data != files["usr/lib/modules/"+v28+"/"+rel] {
 				t.Errorf("%s holds %q", e.name, e.data)
 			}
 		} else if e.mode != newcDir {
 			t.Errorf("%s has mode %o", e.name, e.mode)
 		}
 	}
-	want := []string{"lib", "lib/modules", root, root + "/kernel", root + "/kernel/drivers", root + "/kernel/drivers/block",
+	want := []string{"usr", "usr/lib", "usr/lib/modules", root, root + "/kernel", root + "/kernel/drivers", root + "/kernel/drivers/block",
 		root + "/kernel/drivers/block/virtio_blk.ko.xz", root + "/kernel/fs", root + "/kernel/fs/ext4",
 		root + "/kernel/fs/ext4/ext4.ko.xz", root + "/kernel/fs/mbcache.ko.xz", root + "/modules.alias", root + "/modules.dep"}
 	if !slices.Equal(got, want) {
