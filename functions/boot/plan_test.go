@@ -263,7 +263,9 @@ func TestBuildPlan(t *testing.T) {
 					p.Plugins[1].Settings["nofile"] == "65536" && p.Plugins[1].Settings["enabled"] == ""
 			}, false},
 		{"kernel arguments for the fallback entry", boot.PlanInput{Node: model.Node{Name: "n1", Effective: &model.Settings{KernelArgs: "console=ttyS0,115200  nomodeset"}}},
-			func(p model.NodePlan) bool { return slices.Equal(p.KernelArgs, []string{"console=ttyS0,115200", "nomodeset"}) }, false},
+			func(p model.NodePlan) bool {
+				return slices.Equal(p.KernelArgs, []string{"console=ttyS0,115200", "nomodeset"})
+			}, false},
 		{"bad sync settings", boot.PlanInput{Node: node, Plugins: []model.PluginSettings{{Name: "sync", Settings: map[string]string{"verify": "maybe"}}}}, nil, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
