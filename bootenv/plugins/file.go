@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -156,6 +157,7 @@ func (r *Root) writeFile(p string, content []byte, mode fs.FileMode) (bool, erro
 	} else if !errors.Is(err, unix.ENOENT) {
 		return false, err
 	}
+	restore := keepDirTime(dfd) // before the temporary file changes it
 	tmp := ".herd-tmp-" + name + "-" + strconv.Itoa(os.Getpid())
 	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
@@ -189,7 +191,30 @@ func (r *Root) writeFile(p string, content []byte, mode fs.FileMode) (bool, erro
 		return false, err
 	}
 	ok = true
+	if err := restore(); err != nil {
+		return true, err
+	}
 	return true, unix.Fsync(dfd)
+}
+
+// keepDirTime notes the directory's times and returns what sets them back
+// after a write into it. The image sync compares directories with the
+// image's manifest: a directory whose mtime a plugin's write moved would
+// differ on the next boot only for the sync to set it back, and a boot
+// with nothing to do would not say so.
+func keepDirTime(dfd int) func() error {
+	var st unix.Stat_t
+	if err := unix.Fstat(dfd, &st); err != nil {
+		return func() error { return err }
+	}
+	return func() error {
+		ts := [2]unix.Timespec{st.Atim, st.Mtim}
+		// utimensat with a NULL path sets the times of dfd itself.
+		if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(dfd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
+			return fmt.Errorf("set the directory's time back: %w", e)
+		}
+		return nil
+	}
 }
 
 // same reports whether the regular file name holds exactly content.
@@ -232,6 +257,7 @@ func (r *Root) symlink(target, p string) (bool, error) {
 	if n, err := unix.Readlinkat(dfd, name, buf); err == nil && string(buf[:n]) == target {
 		return false, nil
 	}
+	restore := keepDirTime(dfd)
 	tmp := ".herd-tmp-" + name + "-" + strconv.Itoa(os.Getpid())
 	unix.Unlinkat(dfd, tmp, 0)
 	if err := unix.Symlinkat(target, dfd, tmp); err != nil {
@@ -241,7 +267,7 @@ func (r *Root) symlink(target, p string) (bool, error) {
 		unix.Unlinkat(dfd, tmp, 0)
 		return false, err
 	}
-	return true, nil
+	return true, restore()
 }
 
 // ReadDir lists the names in directory p, sorted; a missing directory

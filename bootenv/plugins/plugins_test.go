@@ -360,3 +360,33 @@ func TestRunOrderAndUnknown(t *testing.T) {
 		t.Error("an unknown plugin ran")
 	}
 }
+
+// TestWritesKeepDirectoryTimes: a plugin's write leaves its directory's
+// mtime as the image set it, to the nanosecond, so the next boot's sync
+// finds nothing to set back.
+func TestWritesKeepDirectoryTimes(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, root, map[string]string{"etc/hosts": "old\n"})
+	etc := filepath.Join(root, "etc")
+	want := time.Date(2024, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	if err := os.Chtimes(etc, want, want); err != nil {
+		t.Fatal(err)
+	}
+	r := NewRoot(root)
+	for _, w := range []func() (bool, error){
+		func() (bool, error) { return r.WriteFile("/etc/hosts", []byte("new\n"), 0o644) },     // replaced
+		func() (bool, error) { return r.WriteFile("/etc/hostname", []byte("n001\n"), 0o644) }, // created
+		func() (bool, error) { return r.Symlink("/proc/self/mounts", "/etc/mtab") },           // link made
+	} {
+		if ok, err := w(); err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		st, err := os.Stat(etc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.ModTime().Equal(want) {
+			t.Errorf("after a write /etc's mtime is %v, want %v", st.ModTime(), want)
+		}
+	}
+}
