@@ -215,13 +215,16 @@ const (
 	FSSwap  FSType = "swap"
 )
 
+// BIOSBootMount is where a simple BIOS layout mounts its boot partition.
+const BIOSBootMount = "/boot/herd"
+
 // Firmware decides the boot partition a simple layout makes.
 type Firmware string
 
 // Firmware kinds.
 const (
 	FirmwareUEFI Firmware = "uefi" // an EFI system partition, mounted at /boot/efi
-	FirmwareBIOS Firmware = "bios" // a BIOS boot partition for GRUB on GPT
+	FirmwareBIOS Firmware = "bios" // a vfat partition for herd's BIOS fallback loader, mounted at /boot/herd
 )
 
 // Layout is a disk layout: which disks a node has and what goes on them.
@@ -264,7 +267,7 @@ type AdvancedLayout struct {
 	Filesystems    []Filesystem    `json:"filesystems,omitempty"`
 }
 
-// Partition is one GPT partition. Type is a short name (esp, bios, linux,
+// Partition is one GPT partition. Type is a short name (esp, bios, xbootldr, linux,
 // raid, lvm, swap) or a type GUID.
 type Partition struct {
 	Disk   string   `json:"disk"`
@@ -313,12 +316,14 @@ type Filesystem struct {
 // PartitionTypes maps the short partition type names to GPT type GUIDs.
 func PartitionTypes() map[string]string {
 	return map[string]string{
-		"esp":   "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
-		"bios":  "21686148-6449-6E6F-744E-656564454649",
-		"linux": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
-		"raid":  "A19D880F-05FC-4D3B-A006-743F0F84911E",
-		"lvm":   "E6D6D379-F507-44C2-A23C-238F2A3DF928",
-		"swap":  "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F",
+		"esp":  "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+		"bios": "21686148-6449-6E6F-744E-656564454649",
+		// The Boot Loader Specification's extended boot partition.
+		"xbootldr": "BC13C2FF-59E6-4262-A352-B275FD6F7172",
+		"linux":    "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+		"raid":     "A19D880F-05FC-4D3B-A006-743F0F84911E",
+		"lvm":      "E6D6D379-F507-44C2-A23C-238F2A3DF928",
+		"swap":     "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F",
 	}
 }
 
@@ -414,6 +419,9 @@ func (s *SimpleLayout) check(p *problems, ndisks int) {
 		if fs.Mount == "/boot/efi" && s.Firmware != FirmwareBIOS {
 			p.add(f+".mount", "/boot/efi is made by the layout itself on UEFI")
 		}
+		if fs.Mount == BIOSBootMount && s.Firmware == FirmwareBIOS {
+			p.add(f+".mount", "%s is made by the layout itself on BIOS", BIOSBootMount)
+		}
 		if fs.Size.Rest {
 			rest++
 		} else if fs.Size.Size < 1<<20 {
@@ -472,7 +480,7 @@ func (a *AdvancedLayout) check(p *problems, disks map[string]bool) {
 			p.add(f+".number", "%d is not a GPT partition number (1-128)", pt.Number)
 		}
 		if _, ok := PartitionTypeGUID(pt.Type); !ok {
-			p.add(f+".type", "%q is not a partition type (esp, bios, linux, raid, lvm, swap or a type GUID)", pt.Type)
+			p.add(f+".type", "%q is not a partition type (esp, bios, xbootldr, linux, raid, lvm, swap or a type GUID)", pt.Type)
 		}
 		if !pt.Size.Rest && pt.Size.Size < 1<<20 {
 			p.add(f+".size", "%s is below 1MiB", pt.Size)
@@ -582,9 +590,12 @@ func (l *Layout) Expand() *AdvancedLayout {
 	if s.Mirror {
 		disks = append(disks, "disk1")
 	}
-	bootType, bootSize := "esp", Bytes(512<<20)
+	// The boot partition holds the fallback loader's copy of the kernel
+	// and initrd: the ESP on UEFI; on BIOS a vfat partition SYSLINUX
+	// boots from, flagged legacy_boot for the GPT boot code.
+	bootType, bootMount, bootLabel, bootFlags := "esp", "/boot/efi", "ESP", []string(nil)
 	if s.Firmware == FirmwareBIOS {
-		bootType, bootSize = "bios", 1<<20
+		bootType, bootMount, bootLabel, bootFlags = "xbootldr", BIOSBootMount, "HERDBOOT", []string{"legacy_boot"}
 	}
 	dataType := "lvm"
 	if s.Mirror {
@@ -592,7 +603,7 @@ func (l *Layout) Expand() *AdvancedLayout {
 	}
 	for _, d := range disks {
 		a.Partitions = append(a.Partitions,
-			Partition{Disk: d, Number: 1, Type: bootType, Size: PartSize{Size: bootSize}},
+			Partition{Disk: d, Number: 1, Type: bootType, Size: PartSize{Size: 512 << 20}, Flags: bootFlags},
 			Partition{Disk: d, Number: 2, Type: dataType, Size: PartSize{Rest: true}})
 	}
 	pv := "disk0p2"
@@ -601,16 +612,15 @@ func (l *Layout) Expand() *AdvancedLayout {
 		pv = "md0"
 	}
 	a.VolumeGroups = []VolumeGroup{{Name: SimpleVG, Devices: []string{pv}}}
-	if bootType == "esp" {
-		// Each disk of a mirror gets its own ESP so either can boot; the
-		// first is mounted, the bootloader step copies to the other.
-		for i, d := range disks {
-			fs := Filesystem{Device: d + "p1", Type: FSVFAT, Label: "ESP" + strconv.Itoa(i)}
-			if i == 0 {
-				fs.Mount = "/boot/efi"
-			}
-			a.Filesystems = append(a.Filesystems, fs)
+	// Each disk of a mirror gets its own boot partition; the first is
+	// mounted and holds the loader (the second is made but not yet filled:
+	// a mirror whose first disk died boots from the network only).
+	for i, d := range disks {
+		fs := Filesystem{Device: d + "p1", Type: FSVFAT, Label: bootLabel + strconv.Itoa(i)}
+		if i == 0 {
+			fs.Mount = bootMount
 		}
+		a.Filesystems = append(a.Filesystems, fs)
 	}
 	names := map[string]int{}
 	var rest *LogicalVolume

@@ -81,6 +81,24 @@ func TestLayoutJSONAndExpand(t *testing.T) {
 	if err := adv.Validate(); err != nil {
 		t.Errorf("the expansion is not a valid advanced layout: %v", err)
 	}
+
+	// On BIOS the boot partition is for SYSLINUX: vfat at /boot/herd,
+	// flagged legacy_boot.
+	l.Simple.Firmware = FirmwareBIOS
+	b, _ = json.Marshal(l.Expand())
+	for _, want := range []string{
+		`{"disk":"disk0","number":1,"type":"xbootldr","size":"536870912","flags":["legacy_boot"]}`,
+		`{"device":"disk0p1","type":"vfat","mount":"/boot/herd","label":"HERDBOOT0"}`,
+		`{"device":"disk1p1","type":"vfat","label":"HERDBOOT1"}`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("BIOS expansion lacks %s:\n%s", want, b)
+		}
+	}
+	l.Simple.Filesystems = append(l.Simple.Filesystems, SimpleFS{Mount: "/boot/herd", Type: FSExt4, Size: PartSize{Size: 1 << 30}})
+	if err := l.Validate(); err == nil || !strings.Contains(err.Error(), "made by the layout itself") {
+		t.Errorf("a BIOS layout mounting /boot/herd itself: %v", err)
+	}
 }
 
 func TestLayoutValidate(t *testing.T) {

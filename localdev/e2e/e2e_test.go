@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http/httptest"
 	"net/netip"
@@ -507,11 +508,31 @@ func checkDisk(t *testing.T, disk string) {
 		return
 	}
 	t.Logf("the disk:\n%s", out)
-	// The simple layout puts root and swap in an LVM volume group.
-	for _, code := range []string{"EF02", "8E00"} {
+	// The simple layout puts root and swap in an LVM volume group, and on
+	// BIOS the fallback loader on an XBOOTLDR partition flagged for the
+	// GPT boot code, which is in the first 440 bytes.
+	for _, code := range []string{"EA00", "8E00"} {
 		if !strings.Contains(string(out), code) {
 			t.Errorf("the disk has no %s partition", code)
 		}
+	}
+	if out, err := exec.Command("sgdisk", "-A", "1:show", disk).CombinedOutput(); err != nil || !strings.Contains(string(out), "legacy BIOS bootable") {
+		t.Errorf("partition 1 is not flagged legacy BIOS bootable: %v %s", err, out)
+	}
+	code, err := os.ReadFile("/usr/lib/syslinux/mbr/gptmbr.bin")
+	if err != nil {
+		t.Errorf("SYSLINUX's boot code: %v", err)
+		return
+	}
+	f, err := os.Open(disk)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer f.Close()
+	head := make([]byte, 440)
+	if _, err := io.ReadFull(f, head); err != nil || !bytes.Equal(head, code[:min(440, len(code))]) {
+		t.Errorf("the disk's first 440 bytes are not SYSLINUX's GPT boot code (%v)", err)
 	}
 }
 
