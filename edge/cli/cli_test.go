@@ -344,13 +344,19 @@ func TestNodeSet(t *testing.T) {
 	if n := h.node("node1"); n.Interfaces[0].MAC != "52:54:00:00:00:11" || n.Interfaces[0].Address != "10.0.1.20/24" || n.BMC.Username != "root" {
 		t.Errorf("node1 after --mac: %+v", n)
 	}
-	h.ok(h.run("node", "set", "node1", "--check-every-boot=false", "--sync-verify", "always", "--kernel", "6.1.0-9-amd64"))
-	if n := h.node("node1"); n.CheckEveryBoot == nil || *n.CheckEveryBoot || n.SyncVerify != "always" || n.Kernel != "6.1.0-9-amd64" {
+	h.ok(h.run("node", "set", "node1", "--check-every-boot=false", "--sync-verify", "always", "--kernel", "6.1.0-9-amd64",
+		"--kernel-args", "console=ttyS0,115200 nomodeset"))
+	if n := h.node("node1"); n.CheckEveryBoot == nil || *n.CheckEveryBoot || n.SyncVerify != "always" || n.Kernel != "6.1.0-9-amd64" ||
+		n.KernelArgs != "console=ttyS0,115200 nomodeset" {
 		t.Errorf("node1 after sync flags: %+v", n.Settings)
 	}
 	h.failed(h.run("node", "set", "node1", "--sync-verify", "sometimes"), 1, "not unsure, never or always")
-	h.ok(h.run("node", "set", "node1", "--unset", "check-every-boot", "--unset", "sync-verify", "--unset", "kernel"))
-	if n := h.node("node1"); n.CheckEveryBoot != nil || n.SyncVerify != "" || n.Kernel != "" {
+	h.failed(h.run("node", "set", "node1", "--kernel-args", "herd.token=x"), 1, "set by herd itself")
+	if out := h.ok(h.run("node", "show", "node1")).stdout; !strings.Contains(out, "Kernel arguments") || !strings.Contains(out, "console=ttyS0,115200 nomodeset") {
+		t.Errorf("node show lacks the kernel arguments:\n%s", out)
+	}
+	h.ok(h.run("node", "set", "node1", "--unset", "check-every-boot", "--unset", "sync-verify", "--unset", "kernel", "--unset", "kernel-args"))
+	if n := h.node("node1"); n.CheckEveryBoot != nil || n.SyncVerify != "" || n.Kernel != "" || n.KernelArgs != "" {
 		t.Errorf("node1 after --unset: %+v", n.Settings)
 	}
 	h.ok(h.run("group", "add", "gpu", "--plugin", "limits.enabled=true", "--plugin", "limits.nofile=1024"))

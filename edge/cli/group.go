@@ -90,7 +90,7 @@ func (f *groupFlags) declare(fs *flag.FlagSet, set bool) {
 }
 
 func groupUnsetNames() []string {
-	return []string{"description", "image", "branch", "layout", "kernel", "stateless", "check-every-boot", "sync-verify", "plugin", "power", "tags"}
+	return []string{"description", "image", "branch", "layout", "kernel", "kernel-args", "stateless", "check-every-boot", "sync-verify", "plugin", "power", "tags"}
 }
 
 // notFoundOr says plainly that an object does not exist, or wraps any
@@ -154,6 +154,12 @@ func (a *app) groupShow(ctx context.Context, name string, asJSON bool) error {
 	d.add("Image", g.Image)
 	d.add("Branch", g.Branch)
 	d.add("Disk layout", g.DiskLayout)
+	if g.Kernel != "" {
+		d.add("Kernel", g.Kernel)
+	}
+	if g.KernelArgs != "" {
+		d.add("Kernel arguments", g.KernelArgs)
+	}
 	d.add("Stateless", yesNo(g.Stateless))
 	d.add("Power method", string(g.PowerMethod))
 	d.add("Tags", strings.Join(g.Tags, ", "))

@@ -118,7 +118,7 @@ func (f *nodeFlags) declare(fs *flag.FlagSet, set bool) {
 
 // nodeUnsetNames are the fields node set --unset knows.
 func nodeUnsetNames() []string {
-	return []string{"group", "image", "branch", "layout", "kernel", "stateless", "check-every-boot", "sync-verify", "plugin", "power", "bmc", "bmc-user", "bmc-secret", "bmc-fingerprint", "psu", "tags", "mac", "ip", "interfaces"}
+	return []string{"group", "image", "branch", "layout", "kernel", "kernel-args", "stateless", "check-every-boot", "sync-verify", "plugin", "power", "bmc", "bmc-user", "bmc-secret", "bmc-fingerprint", "psu", "tags", "mac", "ip", "interfaces"}
 }
 
 // check validates flag values before anything is sent, turning the MAC
@@ -482,6 +482,12 @@ func writeNode(a *app, n model.Node, conns []model.Connection) error {
 	d.add("Image", inherited(n.Image, eff.Image))
 	d.add("Branch", inherited(n.Branch, eff.Branch))
 	d.add("Disk layout", inherited(n.DiskLayout, eff.DiskLayout))
+	if eff.Kernel != "" {
+		d.add("Kernel", inherited(n.Kernel, eff.Kernel))
+	}
+	if eff.KernelArgs != "" {
+		d.add("Kernel arguments", inherited(n.KernelArgs, eff.KernelArgs))
+	}
 	stateless := yesNo(eff.Stateless)
 	if n.Stateless == nil && eff.Stateless != nil {
 		stateless += "  (from group " + n.Group + ")"
