@@ -124,7 +124,7 @@ func TestAgentStatefulBoot(t *testing.T) {
 	run := func() (string, string) {
 		id, token := c.boot()
 		a := agent.New(agent.Options{Session: id, Server: client.NewBoot(c.srv.URL, token, nil), Root: root,
-			Disks: m, UEFI: true, Bootloader: m, KernelArgs: []string{"console=ttyS0"}})
+			Disks: m, UEFI: true, Bootloader: m, KernelArgs: []string{"console=ttyS0"}, Console: lineWriter{t}})
 		if err := a.Run(ctx); err != nil {
 			t.Fatalf("run: %v", err)
 		}
@@ -173,6 +173,11 @@ func TestAgentStatefulBoot(t *testing.T) {
 			kept = strings.HasPrefix(e.Message, "kept boot entry 0008") && !strings.Contains(e.Message, "copied")
 			t.Log(e.Message)
 		}
+		// What the plugins wrote on the first boot is neither restored
+		// nor written again, their directories' times included.
+		if e.Step == "image" && e.State == model.EventOK && !strings.Contains(e.Message, "nothing to do") {
+			t.Errorf("second boot's image step: %s", e.Message)
+		}
 	}
 	if !kept {
 		t.Error("second boot did not keep the boot entry and the ESP's files")
@@ -180,4 +185,12 @@ func TestAgentStatefulBoot(t *testing.T) {
 	if got := m.ran("efibootmgr"); len(got) != 1 {
 		t.Errorf("second boot ran %q", got)
 	}
+}
+
+// lineWriter logs what the agent prints on its console.
+type lineWriter struct{ t *testing.T }
+
+func (w lineWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
 }

@@ -229,7 +229,12 @@ func (a *Agent) image(ctx context.Context) (string, map[string]string, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	fmt.Fprintf(a.o.Console, "image %s: %s\n", short(a.plan.Version), sp.Summary())
+	// A short plan is printed whole, so the console says what drifted.
+	what := sp.Summary()
+	if n := len(sp.Remove) + len(sp.Create) + len(sp.Replace) + len(sp.Meta); n > 0 && n <= 50 {
+		what = strings.TrimSuffix(sp.String(), "\n")
+	}
+	fmt.Fprintf(a.o.Console, "image %s: %s\n", short(a.plan.Version), what)
 	st, err := bsync.Apply(ctx, sp, a.root, fetcher{a.o.Server, a.o.Session}, bsync.ApplyOptions{Workers: a.o.Workers, Log: a.log})
 	if err != nil {
 		return "", nil, err

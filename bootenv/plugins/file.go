@@ -59,7 +59,11 @@ func (r *Root) openDir(dir string, create bool) (int, error) {
 		if err != nil {
 			return -1, err
 		}
+		restore := keepDirTime(pfd)
 		err = unix.Mkdirat(pfd, el, 0o755)
+		if err == nil {
+			err = restore()
+		}
 		unix.Close(pfd)
 		if err != nil && !errors.Is(err, unix.EEXIST) {
 			return -1, err

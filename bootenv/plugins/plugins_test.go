@@ -374,9 +374,10 @@ func TestWritesKeepDirectoryTimes(t *testing.T) {
 	}
 	r := NewRoot(root)
 	for _, w := range []func() (bool, error){
-		func() (bool, error) { return r.WriteFile("/etc/hosts", []byte("new\n"), 0o644) },     // replaced
-		func() (bool, error) { return r.WriteFile("/etc/hostname", []byte("n001\n"), 0o644) }, // created
-		func() (bool, error) { return r.Symlink("/proc/self/mounts", "/etc/mtab") },           // link made
+		func() (bool, error) { return r.WriteFile("/etc/hosts", []byte("new\n"), 0o644) },          // replaced
+		func() (bool, error) { return r.WriteFile("/etc/hostname", []byte("n001\n"), 0o644) },      // created
+		func() (bool, error) { return r.Symlink("/proc/self/mounts", "/etc/mtab") },                // link made
+		func() (bool, error) { return r.WriteFile("/etc/systemd/network/10.network", nil, 0o644) }, // directories made
 	} {
 		if ok, err := w(); err != nil || !ok {
 			t.Fatal(ok, err)
