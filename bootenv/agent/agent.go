@@ -254,14 +254,8 @@ func (a *Agent) fetchPlan(ctx context.Context) (string, map[string]string, error
 	if err != nil {
 		return "", nil, fmt.Errorf("fetch the node plan: %w", err)
 	}
-	if p.Version == "" {
-		return "", nil, fmt.Errorf("the plan names no image version for %s", p.Node)
-	}
-	if _, err := manifest.ParseDigest(p.Version); err != nil {
-		return "", nil, fmt.Errorf("the plan's image version: %w", err)
-	}
-	if !p.Stateless && p.Layout == nil {
-		return "", nil, fmt.Errorf("node %s is stateful but has no disk layout", p.Node)
+	if err := CheckPlan(p); err != nil {
+		return "", nil, err
 	}
 	a.plan = p
 	mode := "stateful, layout " + layoutName(p.Layout)
@@ -275,6 +269,28 @@ func (a *Agent) fetchPlan(ctx context.Context) (string, map[string]string, error
 	msg := fmt.Sprintf("node %s: image %s branch %s version %s, %s, verify %s, plugins %s",
 		p.Node, p.Image, p.Branch, short(p.Version), mode, p.Sync.Verify, orNone(strings.Join(names, ",")))
 	return msg, map[string]string{"node": p.Node, "image": p.Image, "branch": p.Branch, "version": p.Version}, nil
+}
+
+// CheckPlan refuses a plan the steps cannot carry out as it stands: no
+// image version, a stateful node without a layout, a layout that is not
+// valid (the steps expand and plan it, which assumes a valid one).
+func CheckPlan(p model.NodePlan) error {
+	if p.Version == "" {
+		return fmt.Errorf("the plan names no image version for %s", p.Node)
+	}
+	if _, err := manifest.ParseDigest(p.Version); err != nil {
+		return fmt.Errorf("the plan's image version: %w", err)
+	}
+	if p.Stateless {
+		return nil
+	}
+	if p.Layout == nil {
+		return fmt.Errorf("node %s is stateful but has no disk layout", p.Node)
+	}
+	if err := p.Layout.Validate(); err != nil {
+		return fmt.Errorf("the plan's disk layout %q: %w", model.CleanText(p.Layout.Name, 64), err)
+	}
+	return nil
 }
 
 func layoutName(l *model.Layout) string {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Bytes is a size in bytes. Its text form takes decimal (kB, MB, GB, TB,
@@ -115,8 +116,19 @@ func (d DiskSize) Contains(n uint64) bool {
 	return float64(n) >= float64(d.Size)-delta && float64(n) <= float64(d.Size)+delta
 }
 
-// MarshalText implements encoding.TextMarshaler.
-func (d DiskSize) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+// MarshalText implements encoding.TextMarshaler: String's short form
+// when it reads back as the same size, else the exact bytes, so a stored
+// layout matches the disks it matched when it was written.
+func (d DiskSize) MarshalText() ([]byte, error) {
+	if s := d.String(); func() bool { back, err := ParseDiskSize(s); return err == nil && back == d }() {
+		return []byte(s), nil
+	}
+	s := strconv.FormatUint(uint64(d.Size), 10)
+	if d.Tolerance != 0 {
+		s += " ± " + strconv.FormatFloat(d.Tolerance, 'f', -1, 64) + "%"
+	}
+	return []byte(s), nil
+}
 
 // UnmarshalText implements encoding.TextUnmarshaler with ParseDiskSize.
 func (d *DiskSize) UnmarshalText(t []byte) error {
@@ -622,13 +634,15 @@ func (l *Layout) Expand() *AdvancedLayout {
 		}
 		a.Filesystems = append(a.Filesystems, fs)
 	}
-	names := map[string]int{}
+	taken := map[string]bool{}
 	var rest *LogicalVolume
 	for _, fs := range s.Filesystems {
 		name := lvName(fs)
-		if names[name]++; names[name] > 1 {
-			name += strconv.Itoa(names[name])
+		// A second volume of the same name is name2, then name3, …
+		for n, base := 2, name; taken[name]; n++ {
+			name = base + strconv.Itoa(n)
 		}
+		taken[name] = true
 		lv := LogicalVolume{VG: SimpleVG, Name: name, Size: fs.Size}
 		if fs.Size.Rest {
 			rest = &lv // created last, so it really gets what is left
@@ -644,13 +658,29 @@ func (l *Layout) Expand() *AdvancedLayout {
 }
 
 // lvName derives a volume name from a mount point: "/" is root, "/var/log"
-// is var_log, swap is swap.
+// is var_log, swap is swap, a filesystem without a mount point data.
+// Characters LVM does not take in a name become '_'.
 func lvName(fs SimpleFS) string {
 	switch {
 	case fs.Type == FSSwap:
 		return "swap"
 	case fs.Mount == "/":
 		return "root"
+	case fs.Mount == "":
+		return "data"
 	}
-	return strings.ReplaceAll(strings.Trim(fs.Mount, "/"), "/", "_")
+	var b strings.Builder
+	for _, r := range strings.Trim(fs.Mount, "/") {
+		if r < 0x80 && (unicode.IsLetter(r) || unicode.IsDigit(r) || r == '.' || r == '+' || r == '_') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	name := b.String()
+	if c := name[0]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+		name = "v" + name
+	}
+	// Room for a number when two volumes would share the name.
+	return name[:min(len(name), 60)]
 }

@@ -125,3 +125,44 @@ func TestLayoutValidate(t *testing.T) {
 		}
 	}
 }
+
+// FuzzLayoutJSON feeds any JSON to the layout parser: no panic; a layout
+// that validates reads back the same after a JSON round trip (sizes
+// included), and its expansion is a valid advanced layout.
+func FuzzLayoutJSON(f *testing.F) {
+	f.Add(`{"name":"m","mode":"simple","disks":[{"name":"disk0","select":{"type":"nvme","size":"960GB ± 5%"}},{"name":"disk1","select":{"size":"1234567890"}}],` +
+		`"simple":{"mirror":true,"firmware":"bios","filesystems":[{"mount":"/","type":"ext4","size":"rest"},{"mount":"/var","type":"xfs","size":"1.5TiB"},{"type":"swap","size":"8GiB"}]}}`)
+	f.Add(`{"name":"a","mode":"advanced","disks":[{"name":"disk0","select":{"serial":"S3X"}}],"advanced":{` +
+		`"partitions":[{"disk":"disk0","number":1,"type":"esp","size":"512MiB","flags":["legacy_boot"]},{"disk":"disk0","number":2,"type":"raid","size":"rest"}],` +
+		`"arrays":[{"name":"md0","level":1,"devices":["disk0p2"]}],"volume_groups":[{"name":"vg","devices":["md0"]}],` +
+		`"logical_volumes":[{"vg":"vg","name":"root","size":"rest"}],` +
+		`"filesystems":[{"device":"disk0p1","type":"vfat","mount":"/boot/efi"},{"device":"vg/root","type":"ext4","mount":"/","options":["noatime"]}]}}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		var l Layout
+		if json.Unmarshal([]byte(s), &l) != nil || l.Validate() != nil {
+			return
+		}
+		b, err := json.Marshal(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Layout
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("%s does not read back: %v", b, err)
+		}
+		if b2, _ := json.Marshal(back); string(b2) != string(b) {
+			t.Fatalf("round trip changed the layout:\n%s\n%s", b, b2)
+		}
+		// Disk sizes print short where they can: the exact size must
+		// still come back.
+		for i, d := range l.Disks {
+			if (d.Select.Size == nil) != (back.Disks[i].Select.Size == nil) || d.Select.Size != nil && *d.Select.Size != *back.Disks[i].Select.Size {
+				t.Fatalf("disk %s's size %v reads back as %v", d.Name, d.Select.Size, back.Disks[i].Select.Size)
+			}
+		}
+		adv := Layout{Name: "expanded", Mode: LayoutAdvanced, Disks: l.Disks, Advanced: l.Expand()}
+		if err := adv.Validate(); err != nil {
+			t.Fatalf("%s expands to an invalid advanced layout: %v", s, err)
+		}
+	})
+}
