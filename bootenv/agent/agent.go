@@ -86,6 +86,9 @@ type Options struct {
 	Bootloader bootloader.Runner
 	// KernelArgs go onto the fallback boot entry (console=…).
 	KernelArgs []string
+	// MountDir is where the boot partitions of a mirror's other disks are
+	// mounted while the fallback is written to them; /run/herd if empty.
+	MountDir string
 	// Pivot hands over to the image's init in root; it returns only on
 	// failure. Before it is called the console stream has been closed
 	// (CloseConsole) and the done event posted. nil turns the step off.
@@ -112,6 +115,7 @@ type Agent struct {
 	sources  map[string]string // layout reference → fstab source
 	bootDisk string            // the fallback loader's partition
 	bootPart int
+	mirrors  []MirrorPart
 	start    time.Time
 }
 

@@ -76,3 +76,23 @@ func TestDeviceNames(t *testing.T) {
 		t.Errorf("ESP %s %d, want disk0's first partition", espDisk, espPart)
 	}
 }
+
+func TestMirrorBootParts(t *testing.T) {
+	l := &model.Layout{Name: "m", Mode: model.LayoutSimple,
+		Disks: []model.LayoutDisk{{Name: "disk0"}, {Name: "disk1"}},
+		Simple: &model.SimpleLayout{Mirror: true, Firmware: model.FirmwareBIOS, Filesystems: []model.SimpleFS{
+			{Mount: "/", Type: model.FSXFS, Size: model.PartSize{Rest: true}},
+		}}}
+	found := disk.Found{Disks: []disk.Detected{
+		{Name: "sda", Partitions: []disk.Partition{{Number: 1, Path: "/dev/sda1"}, {Number: 2, Path: "/dev/sda2"}}},
+		{Name: "sdb", Partitions: []disk.Partition{{Number: 1, Path: "/dev/sdb1"}, {Number: 2, Path: "/dev/sdb2"}}},
+	}}
+	got := MirrorBootParts(l.Expand(), map[string]string{"disk0": "sda", "disk1": "sdb"}, found, model.BIOSBootMount)
+	if want := []MirrorPart{{Disk: "/dev/sdb", Part: 1, Dev: "/dev/sdb1"}}; !slices.Equal(got, want) {
+		t.Errorf("mirror boot partitions %+v, want %+v", got, want)
+	}
+	l.Simple.Mirror, l.Disks = false, l.Disks[:1]
+	if got := MirrorBootParts(l.Expand(), map[string]string{"disk0": "sda"}, found, model.BIOSBootMount); len(got) != 0 {
+		t.Errorf("one disk: %+v", got)
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,6 +71,7 @@ func (a *Agent) disks(ctx context.Context) (string, map[string]string, error) {
 		}
 	}
 	a.sources, a.bootDisk, a.bootPart = DeviceNames(l.Expand(), match, found, a.bootMount())
+	a.mirrors = MirrorBootParts(l.Expand(), match, found, a.bootMount())
 	changed := 0
 	for _, s := range p.Steps {
 		if s.Kind != disk.StepAssemble && s.Kind != disk.StepActivateVG && s.Kind != disk.StepMount {
@@ -158,6 +161,49 @@ func DeviceNames(a *model.AdvancedLayout, match map[string]string, found disk.Fo
 		}
 	}
 	return sources, bootDisk, bootPart
+}
+
+// MirrorPart is the boot partition of a mirror's other disk.
+type MirrorPart struct {
+	Disk string // /dev/vdb
+	Part int
+	Dev  string // /dev/vdb1
+}
+
+// MirrorBootParts finds the boot partitions of a mirror's other disks:
+// vfat filesystems the layout makes but does not mount, on the partition
+// of the same number as the one mounted at bootMount, on other disks.
+func MirrorBootParts(a *model.AdvancedLayout, match map[string]string, found disk.Found, bootMount string) []MirrorPart {
+	if bootMount == "" {
+		return nil
+	}
+	bootDisk, bootNum := "", 0
+	for _, fs := range a.Filesystems {
+		if fs.Mount == bootMount {
+			bootDisk, bootNum, _ = splitPartRef(fs.Device)
+		}
+	}
+	byName := map[string]disk.Detected{}
+	for _, d := range found.Disks {
+		byName[d.Name] = d
+	}
+	var out []MirrorPart
+	for _, fs := range a.Filesystems {
+		ref, num, ok := splitPartRef(fs.Device)
+		if !ok || fs.Mount != "" || fs.Type != model.FSVFAT || num != bootNum || ref == bootDisk {
+			continue
+		}
+		d, ok := byName[match[ref]]
+		if !ok {
+			continue
+		}
+		for _, pt := range d.Partitions {
+			if pt.Number == num && pt.Path != "" {
+				out = append(out, MirrorPart{Disk: d.Path(), Part: num, Dev: pt.Path})
+			}
+		}
+	}
+	return out
 }
 
 // splitPartRef splits "disk0p2" into "disk0" and 2.
@@ -362,25 +408,82 @@ func (a *Agent) bootloader(ctx context.Context) (string, map[string]string, erro
 		}
 		in.Kernel, in.Initrd = bootloader.ImageKernel(a.root, a.plan.Kernel)
 	}
+	if bootloader.Decide(in).Skip == "" {
+		unmount, err := a.mountMirrors(ctx, &in)
+		if err != nil {
+			return "", nil, err
+		}
+		defer unmount()
+	}
 	d := bootloader.Decide(in)
 	if d.Skip != "" {
 		return "nothing installed: " + d.Skip, nil, nil
 	}
-	res, err := bootloader.Install(ctx, d, a.root, a.o.Bootloader)
+	res, err := bootloader.Install(ctx, d, a.o.Bootloader)
 	if err != nil {
 		return "", nil, err
 	}
-	msg := fmt.Sprintf("boot entry %s %q (%s %s) last in BootOrder %s", res.Entry, d.Entry.Label, d.Entry.Loader, d.Entry.Args, strings.Join(res.Order, ","))
-	if !res.Created {
-		msg = "kept " + msg
+	var msg string
+	extras := map[string]string{}
+	if d.BIOS != nil {
+		msg = fmt.Sprintf("SYSLINUX on %s partition %d (%s)", a.bootDisk, a.bootPart, strings.TrimPrefix(d.BIOS.Dir, a.root))
+		if res.Loader == 0 && res.BootCode == 0 {
+			msg = "kept " + msg
+		}
+		extras["loader"] = "syslinux"
+	} else {
+		msg = fmt.Sprintf("boot entry %s %q (%s %s) last in BootOrder %s", res.Entry, d.Entry.Label, d.Entry.Loader, d.Entry.Args, strings.Join(res.Order, ","))
+		if res.Created == 0 {
+			msg = "kept " + msg
+		}
+		extras["entry"], extras["label"] = res.Entry, d.Entry.Label
+	}
+	if len(d.Mirrors) > 0 {
+		msg += fmt.Sprintf("; the same on the mirror's other %d disk(s)", len(d.Mirrors))
 	}
 	if len(res.Copied) > 0 {
-		msg += "; copied " + strings.Join(res.Copied, ", ")
+		var copied []string
+		for _, c := range res.Copied {
+			copied = append(copied, strings.TrimPrefix(c, a.root))
+		}
+		msg += "; copied " + strings.Join(copied, ", ")
 	}
 	if d.Note != "" {
 		msg += "; note: " + d.Note
 	}
-	return msg, map[string]string{"entry": res.Entry, "label": d.Entry.Label}, nil
+	return msg, extras, nil
+}
+
+// mountMirrors mounts the boot partitions of a mirror's other disks
+// outside the root and adds them to in; the returned function unmounts
+// them.
+func (a *Agent) mountMirrors(ctx context.Context, in *bootloader.Input) (func(), error) {
+	var mounted []string
+	unmount := func() {
+		for _, m := range mounted {
+			if _, err := a.o.Disks.Run(ctx, "umount", m); err != nil {
+				a.log.Warn("unmount a mirror's boot partition", "path", m, "err", err)
+			}
+		}
+	}
+	dir := a.o.MountDir
+	if dir == "" {
+		dir = "/run/herd"
+	}
+	for _, m := range a.mirrors {
+		mnt := filepath.Join(dir, "boot-"+filepath.Base(m.Disk))
+		if err := os.MkdirAll(mnt, 0o755); err != nil {
+			unmount()
+			return nil, err
+		}
+		if _, err := a.o.Disks.Run(ctx, "mount", "-t", "vfat", m.Dev, mnt); err != nil {
+			unmount()
+			return nil, fmt.Errorf("mount the mirror's boot partition %s: %w", m.Dev, err)
+		}
+		mounted = append(mounted, mnt)
+		in.Mirrors = append(in.Mirrors, bootloader.BootPart{Disk: m.Disk, Part: m.Part, Mount: mnt})
+	}
+	return unmount, nil
 }
 
 // bootMount is where the layout mounts the vfat filesystem the fallback

@@ -32,8 +32,8 @@ type BIOS struct {
 	Disk string // whose first 440 bytes get BootCode (/dev/sda)
 	// BootCode is the file holding the boot code; GPTBootCode.
 	BootCode string
-	// Dir is the loader's directory, absolute in the root
-	// (/boot/herd/herd); Config is its syslinux.cfg.
+	// Dir is the loader's directory on this machine
+	// (/newroot/boot/herd/herd); Config is its syslinux.cfg.
 	Dir    string
 	Config string
 }
@@ -47,15 +47,15 @@ func decideBIOS(in Input) Decision {
 	case !in.LegacyBoot:
 		return Decision{Skip: fmt.Sprintf("partition %d of the boot disk lacks the legacy_boot flag the BIOS boot code looks for: add it to the layout", in.BootPart)}
 	}
-	dir := path.Join(in.BootMount, BIOSDir)
-	d := Decision{Copies: [][2]string{{in.Kernel, path.Join(dir, "vmlinuz")}}}
+	dir := path.Join(in.Root, in.BootMount, BIOSDir)
+	d := Decision{Copies: [][2]string{{path.Join(in.Root, in.Kernel), path.Join(dir, "vmlinuz")}}}
 	var cfg strings.Builder
 	cfg.WriteString("# Written by herd's bootenv: boots this node's OS from its disk when\n")
 	cfg.WriteString("# the network boot fails. Changes are overwritten on the next provisioning.\n")
 	cfg.WriteString("DEFAULT herd\nPROMPT 0\nTIMEOUT 0\n\nLABEL herd\n")
 	fmt.Fprintf(&cfg, "  LINUX %s/vmlinuz\n", BIOSDir)
 	if in.Initrd != "" {
-		d.Copies = append(d.Copies, [2]string{in.Initrd, path.Join(dir, "initrd.img")})
+		d.Copies = append(d.Copies, [2]string{path.Join(in.Root, in.Initrd), path.Join(dir, "initrd.img")})
 		fmt.Fprintf(&cfg, "  INITRD %s/initrd.img\n", BIOSDir)
 	} else {
 		d.Note = noInitrd(in)
@@ -70,20 +70,20 @@ func decideBIOS(in Input) Decision {
 // its files are missing, and puts the boot code on the disk when its
 // first 440 bytes differ: a second run with nothing changed writes
 // nothing.
-func installBIOS(ctx context.Context, b *BIOS, root string, r Runner, res *Result) error {
-	dir := filepath.Join(root, b.Dir)
+func installBIOS(ctx context.Context, b *BIOS, r Runner, res *Result) error {
+	dir := b.Dir
 	wrote, err := writeIfDifferent(filepath.Join(dir, "syslinux.cfg"), []byte(b.Config))
 	if err != nil {
 		return fmt.Errorf("write the loader's configuration: %w", err)
 	}
 	if wrote {
-		res.Copied = append(res.Copied, path.Join(b.Dir, "syslinux.cfg"))
+		res.Copied = append(res.Copied, filepath.Join(dir, "syslinux.cfg"))
 	}
 	if _, err := os.Stat(filepath.Join(dir, "ldlinux.sys")); errors.Is(err, os.ErrNotExist) {
 		if out, err := r.Run(ctx, "extlinux", "--install", dir); err != nil {
 			return fmt.Errorf("extlinux --install %s: %w: %s", b.Dir, err, bytes.TrimSpace(out))
 		}
-		res.Loader = true
+		res.Loader++
 	} else if err != nil {
 		return err
 	}
@@ -99,7 +99,9 @@ func installBIOS(ctx context.Context, b *BIOS, root string, r Runner, res *Resul
 	if err != nil {
 		return fmt.Errorf("write the boot code to %s: %w", b.Disk, err)
 	}
-	res.BootCode = written
+	if written {
+		res.BootCode++
+	}
 	return nil
 }
 

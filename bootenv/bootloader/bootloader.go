@@ -48,6 +48,8 @@ type Input struct {
 	// LegacyBoot says the boot partition carries the GPT legacy_boot
 	// flag, which a BIOS's boot code looks for.
 	LegacyBoot bool
+	// Mirrors are the boot partitions of a mirror's other disks.
+	Mirrors []BootPart
 	// Kernel and Initrd are the image's files (absolute in the root);
 	// Initrd is "" when the image has none.
 	Kernel, Initrd string
@@ -61,12 +63,31 @@ type Input struct {
 // Decision is what to install, or why nothing.
 type Decision struct {
 	Skip string // why nothing is installed; empty when something is
-	// Copies maps a source in the root to a destination in the root.
+	// Copies maps a source to a destination, both paths on this machine
+	// (Root joined).
 	Copies [][2]string
 	Entry  Want  // on UEFI
 	BIOS   *BIOS // on BIOS
+	// Mirrors are the same on the other disks' boot partitions.
+	Mirrors []Mirror
 	// Note warns of something that may keep the fallback from booting.
 	Note string
+}
+
+// Mirror is the fallback on another disk of a mirrored layout, so the
+// node boots from whichever disk is left.
+type Mirror struct {
+	Copies [][2]string
+	Entry  Want
+	BIOS   *BIOS
+}
+
+// BootPart is one more boot partition: its disk, number, and where it
+// is mounted for the step (on this machine, outside the root).
+type BootPart struct {
+	Disk  string
+	Part  int
+	Mount string
 }
 
 // Want is the firmware boot entry to have.
@@ -78,8 +99,33 @@ type Want struct {
 	Args   string
 }
 
-// Decide decides what the fallback is.
+// Decide decides what the fallback is, on the boot partition and on each
+// mirror's.
 func Decide(in Input) Decision {
+	d := decideOne(in)
+	if d.Skip != "" {
+		return d
+	}
+	for _, m := range in.Mirrors {
+		// A mirror's partition is mounted outside the root; the image's
+		// files are still read from it.
+		one := in
+		one.Root, one.BootMount, one.BootDisk, one.BootPart, one.Mirrors = "", m.Mount, m.Disk, m.Part, nil
+		one.Kernel = path.Join(in.Root, in.Kernel)
+		if in.Initrd != "" {
+			one.Initrd = path.Join(in.Root, in.Initrd)
+		}
+		md := decideOne(one)
+		if md.Skip != "" {
+			d.Note = strings.TrimPrefix(d.Note+"; the mirror "+m.Disk+" gets none: "+md.Skip, "; ")
+			continue
+		}
+		d.Mirrors = append(d.Mirrors, Mirror{Copies: md.Copies, Entry: md.Entry, BIOS: md.BIOS})
+	}
+	return d
+}
+
+func decideOne(in Input) Decision {
 	switch {
 	case in.Stateless:
 		return Decision{Skip: "stateless node: nothing on disk to boot"}
@@ -94,11 +140,11 @@ func Decide(in Input) Decision {
 	case in.BootDisk == "" || in.BootPart == 0:
 		return Decision{Skip: "the EFI system partition's disk was not found"}
 	}
-	espDir := path.Join(in.BootMount, ESPDir)
-	d := Decision{Copies: [][2]string{{in.Kernel, path.Join(espDir, "vmlinuz")}}}
+	espDir := path.Join(in.Root, in.BootMount, ESPDir)
+	d := Decision{Copies: [][2]string{{path.Join(in.Root, in.Kernel), path.Join(espDir, "vmlinuz")}}}
 	args := []string{"root=" + in.RootSource, "ro"}
 	if in.Initrd != "" {
-		d.Copies = append(d.Copies, [2]string{in.Initrd, path.Join(espDir, "initrd.img")})
+		d.Copies = append(d.Copies, [2]string{path.Join(in.Root, in.Initrd), path.Join(espDir, "initrd.img")})
 		args = append(args, "initrd="+efiPath(ESPDir+"/initrd.img"))
 	} else {
 		d.Note = noInitrd(in)
@@ -182,22 +228,23 @@ func isHex(s string) bool {
 // EntryPlan is what to do to the boot variables.
 type EntryPlan struct {
 	Delete []string // entries of herd's that are no longer wanted
-	Create bool     // the wanted entry is missing
-	Keep   string   // the wanted entry's number when it exists
+	// Keep holds, for each wanted entry in order, its number when it
+	// exists and "" when it must be made.
+	Keep []string
 }
 
-// PlanEntry compares the firmware's entries with the one wanted.
-func PlanEntry(f Firmware, w Want) EntryPlan {
-	var p EntryPlan
+// PlanEntries compares the firmware's entries with those wanted.
+func PlanEntries(f Firmware, wants []Want) EntryPlan {
+	p := EntryPlan{Keep: make([]string, len(wants))}
 	for _, e := range f.Entries {
+		i := slices.IndexFunc(wants, func(w Want) bool { return w.Label == e.Label })
 		switch {
-		case e.Label == w.Label && p.Keep == "":
-			p.Keep = e.Num
+		case i >= 0 && p.Keep[i] == "":
+			p.Keep[i] = e.Num
 		case strings.HasPrefix(e.Label, LabelPrefix):
 			p.Delete = append(p.Delete, e.Num)
 		}
 	}
-	p.Create = p.Keep == ""
 	return p
 }
 

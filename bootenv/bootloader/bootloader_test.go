@@ -89,14 +89,22 @@ func TestParseAndPlan(t *testing.T) {
 		t.Errorf("inactive entry %+v", e)
 	}
 	w := Decide(baseInput()).Entry
-	p := PlanEntry(fw, w)
-	if !p.Create || !slices.Equal(p.Delete, []string{"0003"}) {
+	p := PlanEntries(fw, []Want{w})
+	if p.Keep[0] != "" || !slices.Equal(p.Delete, []string{"0003"}) {
 		t.Errorf("plan %+v: want the stale herd entry replaced", p)
 	}
 	fw.Entries[2].Label = w.Label
-	p = PlanEntry(fw, w)
-	if p.Create || p.Keep != "0003" || len(p.Delete) != 0 {
+	p = PlanEntries(fw, []Want{w})
+	if p.Keep[0] != "0003" || len(p.Delete) != 0 {
 		t.Errorf("plan %+v: want the identical entry kept", p)
+	}
+	// A mirror's entry beside it: kept, and the other made.
+	in := baseInput()
+	in.Mirrors = []BootPart{{Disk: "/dev/sdb", Part: 1, Mount: "/run/herd/boot-sdb"}}
+	m := Decide(in).Mirrors[0].Entry
+	p = PlanEntries(fw, []Want{w, m})
+	if !slices.Equal(p.Keep, []string{"0003", ""}) || len(p.Delete) != 0 {
+		t.Errorf("plan %+v: want the first kept and the mirror's made", p)
 	}
 	if got := OrderLast([]string{"0003", "0001", "0000"}, "0003"); !slices.Equal(got, []string{"0001", "0000", "0003"}) {
 		t.Errorf("OrderLast = %v", got)
@@ -156,12 +164,14 @@ func TestInstallIdempotent(t *testing.T) {
 		t.Fatalf("ImageKernel = %q %q", k, i)
 	}
 	sim := &efiSim{order: []string{"0001", "0000"}, ents: map[string]string{"0000": "UiApp", "0001": "UEFI PXEv4", "0007": "herd local deadbeef"}, next: 8}
-	d := Decide(baseInput())
-	res, err := Install(context.Background(), d, root, sim)
+	in := baseInput()
+	in.Root = root
+	d := Decide(in)
+	res, err := Install(context.Background(), d, sim)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Created || res.Entry != "0008" || !slices.Equal(res.Deleted, []string{"0007"}) || len(res.Copied) != 2 {
+	if res.Created != 1 || res.Entry != "0008" || !slices.Equal(res.Deleted, []string{"0007"}) || len(res.Copied) != 2 {
 		t.Errorf("first install %+v", res)
 	}
 	if !slices.Equal(sim.order, []string{"0001", "0000", "0008"}) {
@@ -171,11 +181,11 @@ func TestInstallIdempotent(t *testing.T) {
 		t.Errorf("kernel on the ESP: %q", b)
 	}
 	sim.calls = nil
-	res, err = Install(context.Background(), d, root, sim)
+	res, err = Install(context.Background(), d, sim)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Created || len(res.Copied) != 0 || len(res.Deleted) != 0 || res.Entry != "0008" {
+	if res.Created != 0 || len(res.Copied) != 0 || len(res.Deleted) != 0 || res.Entry != "0008" {
 		t.Errorf("second install %+v", res)
 	}
 	if len(sim.calls) != 1 {

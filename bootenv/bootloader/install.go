@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -16,26 +17,32 @@ type Runner interface {
 
 // Result is what Install did.
 type Result struct {
-	Copied  []string // files written to the boot partition (the others were the same)
+	Copied  []string // files written to the boot partitions (the others were the same)
 	Entry   string   // the boot entry's number (UEFI)
-	Created bool     // the entry was made now
+	Mirrors []string // the mirror disks' entries' numbers (UEFI)
+	Created int      // entries made now
 	Deleted []string // older herd entries removed
 	Order   []string // BootOrder afterwards
-	// On BIOS: Loader says extlinux was installed now, BootCode that the
-	// disk's boot code was written now.
-	Loader, BootCode bool
+	// On BIOS: Loader counts the partitions extlinux was installed on
+	// now, BootCode the disks whose boot code was written now.
+	Loader, BootCode int
 }
 
-// Install carries out d on the tree at root: copies the files that differ,
-// then on UEFI makes the firmware boot entry if it is missing, last in
-// BootOrder, and on BIOS installs the loader where it is missing.
-func Install(ctx context.Context, d Decision, root string, r Runner) (Result, error) {
+// Install carries out d: copies the files that differ,
+// then on UEFI makes the firmware boot entries that are missing, last in
+// BootOrder, and on BIOS installs the loader where it is missing; for the
+// boot partition and each mirror's.
+func Install(ctx context.Context, d Decision, r Runner) (Result, error) {
 	var res Result
 	if d.Skip != "" {
 		return res, nil
 	}
-	for _, c := range d.Copies {
-		wrote, err := copyIfDifferent(filepath.Join(root, c[0]), filepath.Join(root, c[1]))
+	copies := slices.Clone(d.Copies)
+	for _, m := range d.Mirrors {
+		copies = append(copies, m.Copies...)
+	}
+	for _, c := range copies {
+		wrote, err := copyIfDifferent(c[0], c[1])
 		if err != nil {
 			return res, fmt.Errorf("copy %s to the boot partition: %w", c[0], err)
 		}
@@ -44,42 +51,61 @@ func Install(ctx context.Context, d Decision, root string, r Runner) (Result, er
 		}
 	}
 	if d.BIOS != nil {
-		return res, installBIOS(ctx, d.BIOS, root, r, &res)
+		if err := installBIOS(ctx, d.BIOS, r, &res); err != nil {
+			return res, err
+		}
+		for _, m := range d.Mirrors {
+			if err := installBIOS(ctx, m.BIOS, r, &res); err != nil {
+				return res, err
+			}
+		}
+		return res, nil
+	}
+	wants := []Want{d.Entry}
+	for _, m := range d.Mirrors {
+		wants = append(wants, m.Entry)
 	}
 	out, err := r.Run(ctx, "efibootmgr")
 	if err != nil {
 		return res, fmt.Errorf("read the firmware's boot entries: %w", err)
 	}
 	fw := ParseEfibootmgr(string(out))
-	p := PlanEntry(fw, d.Entry)
+	p := PlanEntries(fw, wants)
 	for _, n := range p.Delete {
 		if out, err = r.Run(ctx, "efibootmgr", "--bootnum", n, "--delete-bootnum"); err != nil {
 			return res, fmt.Errorf("delete old herd boot entry %s: %w", n, err)
 		}
 		res.Deleted = append(res.Deleted, n)
 	}
-	res.Entry = p.Keep
-	if p.Create {
-		if out, err = r.Run(ctx, "efibootmgr", CreateArgs(d.Entry)...); err != nil {
-			return res, fmt.Errorf("create boot entry %q: %w", d.Entry.Label, err)
+	nums := slices.Clone(p.Keep)
+	for i, w := range wants {
+		if nums[i] != "" {
+			continue
 		}
-		res.Created = true
+		if out, err = r.Run(ctx, "efibootmgr", CreateArgs(w)...); err != nil {
+			return res, fmt.Errorf("create boot entry %q: %w", w.Label, err)
+		}
+		res.Created++
 		for _, e := range ParseEfibootmgr(string(out)).Entries {
-			if e.Label == d.Entry.Label {
-				res.Entry = e.Num
+			if e.Label == w.Label {
+				nums[i] = e.Num
 			}
 		}
-		if res.Entry == "" {
-			return res, fmt.Errorf("create boot entry %q: efibootmgr does not list it afterwards", d.Entry.Label)
+		if nums[i] == "" {
+			return res, fmt.Errorf("create boot entry %q: efibootmgr does not list it afterwards", w.Label)
 		}
 	}
-	if len(p.Delete) > 0 || p.Create {
+	if len(p.Delete) > 0 || res.Created > 0 {
 		fw = ParseEfibootmgr(string(out))
 	}
-	res.Order = OrderLast(fw.Order, res.Entry)
+	res.Entry, res.Mirrors = nums[0], nums[1:]
+	res.Order = fw.Order
+	for _, n := range nums {
+		res.Order = OrderLast(res.Order, n)
+	}
 	if strings.Join(res.Order, ",") != strings.Join(fw.Order, ",") {
 		if _, err := r.Run(ctx, "efibootmgr", "--bootorder", strings.Join(res.Order, ",")); err != nil {
-			return res, fmt.Errorf("put boot entry %s last in BootOrder: %w", res.Entry, err)
+			return res, fmt.Errorf("put herd's boot entries last in BootOrder: %w", err)
 		}
 	}
 	return res, nil

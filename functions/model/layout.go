@@ -624,9 +624,9 @@ func (l *Layout) Expand() *AdvancedLayout {
 		pv = "md0"
 	}
 	a.VolumeGroups = []VolumeGroup{{Name: SimpleVG, Devices: []string{pv}}}
-	// Each disk of a mirror gets its own boot partition; the first is
-	// mounted and holds the loader (the second is made but not yet filled:
-	// a mirror whose first disk died boots from the network only).
+	// Each disk of a mirror gets its own boot partition, so the node boots
+	// from whichever disk is left: the first is mounted, bootenv's
+	// bootloader step writes the same fallback to the other.
 	for i, d := range disks {
 		fs := Filesystem{Device: d + "p1", Type: FSVFAT, Label: bootLabel + strconv.Itoa(i)}
 		if i == 0 {
