@@ -28,6 +28,7 @@ import (
 	"github.com/herd-hpc/herd/functions/image/push"
 	"github.com/herd-hpc/herd/functions/model"
 	"github.com/herd-hpc/herd/functions/server"
+	"github.com/herd-hpc/herd/functions/ui"
 	"github.com/herd-hpc/herd/localdev/testenv"
 )
 
@@ -55,7 +56,9 @@ type boot struct {
 }
 
 // TestMachineProvisionsItselfThroughHerd is issue 7: a bare QEMU machine
-// boots through herd end to end, three times.
+// boots through herd end to end, three times; then herd powers it off and
+// on through its BMC (ipmi_sim driving qemu), twice booting it again; a
+// UEFI machine boots; and headless Chromium saves the node's page.
 func TestMachineProvisionsItselfThroughHerd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a virtual machine three times (minutes)")
@@ -72,22 +75,33 @@ func TestMachineProvisionsItselfThroughHerd(t *testing.T) {
 	if rom == "" {
 		t.Skip("no iPXE ROM for qemu's e1000 NIC (Debian package ipxe-qemu)")
 	}
+	for _, tool := range []string{"ipmi_sim", "ipmitool", "setpriv"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (make deps): the machine's BMC needs it", tool)
+		}
+	}
 	began := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
 	k := testenv.DebianKernel(t)
 
-	// Where to look afterwards: kept when the test fails.
+	// What stays after the test, passing or not: the node page's
+	// screenshot, the figures, the logs.
+	artifacts := artifactDir(t, began)
+	t.Logf("e2e artifacts: %s", artifacts)
+	// The work folder (disks, image, sockets): kept when the test fails.
 	out, err := os.MkdirTemp("", "herd-e2e-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		keepLogs(out, artifacts)
 		if t.Failed() {
-			t.Logf("e2e artifacts kept in %s (serial-*.log: the VM's serial console; edge.log: the edge)", out)
+			t.Logf("e2e work folder kept in %s (serial-*.log: the VM's serial console; edge.log: the edge); logs and figures in %s", out, artifacts)
 			return
 		}
 		os.RemoveAll(out)
+		t.Logf("e2e artifacts: %s", artifacts)
 	})
 
 	// herd's functions on the real Redis and MinIO, on this host's loopback;
@@ -98,7 +112,7 @@ func TestMachineProvisionsItselfThroughHerd(t *testing.T) {
 	s3 := testenv.S3(t)
 	cfg.S3Endpoint, cfg.S3AccessKey, cfg.S3SecretKey, cfg.S3Bucket = s3.Endpoint, s3.AccessKey, s3.SecretKey, s3.Bucket
 	cfg.EdgeSecret = secret
-	fns, err := server.Open(ctx, cfg, nil, slog.New(slog.DiscardHandler))
+	fns, err := server.Open(ctx, cfg, ui.NewHandler, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,8 +167,9 @@ func TestMachineProvisionsItselfThroughHerd(t *testing.T) {
 	edgeLog := startEdge(t, ctx, ns, fsrv.URL, out)
 	fail := func(format string, args ...any) {
 		t.Helper()
-		t.Fatalf(format+"\nlook at: %s (serial-*.log: the VM's serial line; console-<session>.log: bootenv's console from the API), the edge's log %s",
-			append(args, out, edgeLog)...)
+		t.Fatalf(format+"\nlook at: %s (serial-*.log: the VM's serial line; console-<session>.log: bootenv's console from the API), the edge's log %s; "+
+			"the node's page %s/nodes/%s (while the test runs; log in as %s)",
+			append(args, out, edgeLog, fsrv.URL, nodeName, user)...)
 	}
 
 	disk := filepath.Join(out, "disk.raw")
@@ -233,6 +248,9 @@ func TestMachineProvisionsItselfThroughHerd(t *testing.T) {
 			b3.blobs, b3.fetched, len("version 2\n"), b3.imageMsg)
 	}
 
+	// Step 8: herd powers the machine off and on through its BMC.
+	pf := powerThroughHerd(t, ctx, api, ns, disk, rom, out, b3.session.Session.ID, fail)
+
 	// The disk, read from this side: the layout's partitions.
 	checkDisk(t, disk)
 
@@ -256,12 +274,33 @@ func TestMachineProvisionsItselfThroughHerd(t *testing.T) {
 	if commits < 2 {
 		t.Errorf("audit holds %d image commits, want 2: %+v", commits, page.Items)
 	}
+	checkPowerAudit(t, ctx, api, edgeLog)
+
+	// The node's page, as an admin sees it after all this.
+	png := filepath.Join(artifacts, "node-"+nodeName+".png")
+	text, console, err := nodeScreenshot(ctx, fsrv.URL, user, pw, nodeName, png)
+	switch {
+	case err != nil:
+		t.Errorf("screenshot of the node page: %v (chromium: make deps, or set HERD_CHROMIUM)", err)
+	case !strings.Contains(text, nodeName) || !strings.Contains(text, "Boot sessions") || !strings.Contains(text, pf.boot5.session.Session.ID[:8]):
+		t.Errorf("the node page does not show %s and its last boot session %s:\n%s", nodeName, pf.boot5.session.Session.ID, text)
+	default:
+		t.Logf("screenshot of the node page: %s", png)
+	}
+	for _, c := range console {
+		t.Errorf("the node page's browser console: %s", c)
+	}
 
 	r := func(d time.Duration) time.Duration { return d.Round(100 * time.Millisecond) }
-	t.Logf("figures: power-on to pivot %s (first, with the discovery round), %s (second), %s (third); "+
-		"boot script to done %s, %s, %s; disks+image steps %s, %s, %s; image bytes fetched %d, %d, %d; whole e2e %s",
+	figures := fmt.Sprintf("figures: power-on to pivot %s (first, with the discovery round), %s (second), %s (third); "+
+		"boot script to done %s, %s, %s; disks+image steps %s, %s, %s; image bytes fetched %d, %d, %d; "+
+		"through the BMC: %s; whole e2e %s",
 		r(b1.toPivot), r(b2.toPivot), r(b3.toPivot), r(b1.sessionTime), r(b2.sessionTime), r(b3.sessionTime),
-		b1.work, b2.work, b3.work, b1.fetched, b2.fetched, b3.fetched, time.Since(began).Round(time.Second))
+		b1.work, b2.work, b3.work, b1.fetched, b2.fetched, b3.fetched, pf, time.Since(began).Round(time.Second))
+	t.Log(figures)
+	if err := os.WriteFile(filepath.Join(artifacts, "figures.txt"), []byte(figures+"\n"), 0o644); err != nil {
+		t.Error(err)
+	}
 }
 
 func (b boot) String() string {
@@ -342,7 +381,8 @@ func startEdge(t *testing.T, ctx context.Context, ns, functions, out string) str
 		DHCPDiscoveryPool: config.AddrRange{Start: netip.MustParseAddr("10.77.0.100"), End: netip.MustParseAddr("10.77.0.150")},
 		DHCPServerAddress: netip.MustParseAddr(edgeAddr),
 		BootURL:           &url.URL{Scheme: "http", Host: edgeAddr + ":8080"},
-		PowerOff:          true,
+		// The power worker claims herd's power jobs and drives BMCs.
+		PowerTimeout: 20 * time.Second,
 	}
 	e, err := daemon.New(ecfg, slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
@@ -367,7 +407,8 @@ func startEdge(t *testing.T, ctx context.Context, ns, functions, out string) str
 }
 
 // awaitBoot waits for the machine's next session after prev to pivot,
-// and for qemu to end (the image's init powers off).
+// and for qemu to end (the image's init powers off) unless the machine
+// stays up for its BMC.
 func awaitBoot(t *testing.T, ctx context.Context, api *client.Client, m *vm, prev string, fail func(string, ...any)) boot {
 	t.Helper()
 	var b boot
@@ -377,10 +418,12 @@ func awaitBoot(t *testing.T, ctx context.Context, api *client.Client, m *vm, pre
 	if err != nil {
 		fail("boot: %v; session %s:\n%s", err, sid, sessionReport(ctx, api, sid, filepath.Dir(m.serial)))
 	}
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := m.wait(wctx); err != nil {
-		t.Logf("qemu: %v", err)
+	if !m.stays {
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := m.wait(wctx); err != nil {
+			t.Logf("qemu: %v", err)
+		}
 	}
 	if sid == "" {
 		fail("no new boot session of %s after %q", nodeName, prev)

@@ -108,26 +108,26 @@ func routerAdverts(ctx context.Context, t *testing.T, ns string) {
 // vm is one run of the test machine: qemu in the namespace, its NIC on
 // the tap, firmware network boot, the serial console in a file.
 type vm struct {
-	cmd     *exec.Cmd
+	cmd     *exec.Cmd // nil when its BMC started it
+	conn    net.Conn  // its serial line, when its BMC started it
 	started time.Time
 	lines   chan string
 	serial  string
 	exited  chan error
 	gone    chan struct{} // closed when qemu has ended
+	// stays: the machine has a BMC, and its init stays up until the BMC
+	// powers it off.
+	stays bool
 }
 
-// startVM boots the machine once. rom is the NIC's option ROM (iPXE).
+// machineArgs are qemu's arguments for the test machine, but for its
+// display and serial line: software emulation, the disk, the NIC on the
+// tap with rom as its option ROM (iPXE) and first in the boot order.
 // ovmf, when set, boots UEFI firmware: its code file and a copy of its
 // variables store (the boot entries bootenv writes).
-func startVM(t *testing.T, ctx context.Context, ns, disk, mac, rom, serial string, ovmf ...string) *vm {
-	t.Helper()
-	f, err := os.Create(serial)
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"netns", "exec", ns, "qemu-system-x86_64",
-		"-accel", "tcg", "-cpu", "max", "-m", "768", "-smp", "1",
-		"-nographic", "-nodefaults", "-no-user-config", "-serial", "stdio",
+func machineArgs(disk, mac, rom string, ovmf ...string) []string {
+	args := []string{"-accel", "tcg", "-cpu", "max", "-m", "768", "-smp", "1",
+		"-nodefaults", "-no-user-config",
 		// The image's init powers off; a panic or reboot ends qemu too.
 		"-no-reboot",
 		"-drive", "file=" + disk + ",format=raw,if=none,cache=unsafe,id=d0", "-device", "virtio-blk-pci,drive=d0",
@@ -140,6 +140,19 @@ func startVM(t *testing.T, ctx context.Context, ns, disk, mac, rom, serial strin
 		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+ovmf[0],
 			"-drive", "if=pflash,format=raw,file="+ovmf[1])
 	}
+	return args
+}
+
+// startVM boots the machine once, its serial line on qemu's stdout. rom
+// and ovmf are machineArgs'.
+func startVM(t *testing.T, ctx context.Context, ns, disk, mac, rom, serial string, ovmf ...string) *vm {
+	t.Helper()
+	f, err := os.Create(serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"netns", "exec", ns, "qemu-system-x86_64"}, machineArgs(disk, mac, rom, ovmf...)...)
+	args = append(args, "-nographic", "-serial", "stdio")
 	cmd := exec.CommandContext(ctx, "ip", args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -147,28 +160,36 @@ func startVM(t *testing.T, ctx context.Context, ns, disk, mac, rom, serial strin
 	}
 	cmd.Stderr = cmd.Stdout
 	cmd.WaitDelay = 5 * time.Second
-	m := &vm{cmd: cmd, lines: make(chan string, 4096), serial: serial, exited: make(chan error, 1), gone: make(chan struct{})}
-	m.started = time.Now()
+	m := newVM(serial)
+	m.cmd = cmd
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start qemu: %v", err)
 	}
 	t.Logf("vm started; serial console in %s", serial)
-	go func() {
-		defer f.Close()
-		sc := bufio.NewScanner(io.TeeReader(out, f))
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			select {
-			case m.lines <- sc.Text():
-			default:
-			}
-		}
-		close(m.lines)
-		m.exited <- cmd.Wait()
-		close(m.gone)
-	}()
+	go m.read(out, f, cmd.Wait)
 	t.Cleanup(m.stop)
 	return m
+}
+
+func newVM(serial string) *vm {
+	return &vm{lines: make(chan string, 4096), serial: serial, exited: make(chan error, 1), gone: make(chan struct{}), started: time.Now()}
+}
+
+// read copies the serial line into f and hands its lines to waitLine;
+// when the line ends it waits for qemu with wait and closes gone.
+func (m *vm) read(line io.Reader, f *os.File, wait func() error) {
+	defer f.Close()
+	sc := bufio.NewScanner(io.TeeReader(line, f))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		select {
+		case m.lines <- sc.Text():
+		default:
+		}
+	}
+	close(m.lines)
+	m.exited <- wait()
+	close(m.gone)
 }
 
 // stop kills qemu if it still runs and waits for it.
@@ -176,7 +197,12 @@ func (m *vm) stop() {
 	select {
 	case <-m.gone:
 	default:
-		_ = m.cmd.Process.Kill()
+		if m.cmd != nil {
+			_ = m.cmd.Process.Kill()
+		} else {
+			// Its BMC's cleanup ends qemu; stop reading.
+			_ = m.conn.Close()
+		}
 		<-m.gone
 	}
 }

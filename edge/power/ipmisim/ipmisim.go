@@ -3,6 +3,12 @@
 // a file that a small chassis-control script reads and writes. ipmitool
 // (and so bmclib) talks to it exactly as to a BMC in a rack.
 //
+// With Options.VM a BMC drives a virtual machine instead, through
+// ipmi_sim's own VM support: power on starts the machine's command, the
+// chassis is on while that process lives, and power off asks the machine
+// to shut down over its VM connection (QEMU's ipmi-bmc-extern) before
+// ipmi_sim kills it.
+//
 // The tests that use it skip when ipmi_sim is not installed (Debian package
 // openipmi; ipmitool comes from package ipmitool).
 package ipmisim
@@ -33,7 +39,32 @@ type Options struct {
 	Delay time.Duration
 	// On starts the BMCs' chassis powered on.
 	On bool
+	// VM, when set, makes each BMC a virtual machine's; the chassis
+	// script and so Delay, On and the BMC's On, SetOn, Commands and
+	// WaitOn do not apply then.
+	VM *VM
 }
+
+// VM is a virtual machine a BMC powers (ipmi_sim's startcmd, startnow,
+// poweroff_wait and kill_wait, and a VM serial interface).
+type VM struct {
+	// Command is what power on runs, through /bin/sh ("exec " is put in
+	// front of it by ipmi_sim): a script that execs the machine, so that
+	// the process ipmi_sim watches, and whose life is the chassis power,
+	// is the machine itself. It may not hold a double quote.
+	Command string
+	// PoweroffWait is how long a power off waits for a connected machine
+	// to shut down before ipmi_sim sends it SIGTERM; a machine that is not
+	// connected gets SIGTERM at once. KillWait is how long SIGTERM has
+	// before SIGKILL. ipmi_sim counts whole seconds; the defaults are 10s
+	// and 3s.
+	PoweroffWait time.Duration
+	KillWait     time.Duration
+}
+
+// ErrVM is returned by the chassis-script accessors of a BMC that drives
+// a virtual machine: its power is the machine's process, read over IPMI.
+var ErrVM = errors.New("the BMC powers a virtual machine: ask it over IPMI")
 
 // BMC is one running ipmi_sim.
 type BMC struct {
@@ -42,8 +73,14 @@ type BMC struct {
 	Port     int
 	Username string
 	Password string
+	// VMAddress is where, with Options.VM, the machine connects to its
+	// BMC: ipmi_sim's TCP listener (loopback host:port) speaking the VM
+	// codec, for QEMU's `-chardev socket,host=…,port=…,reconnect=N
+	// -device ipmi-bmc-extern,chardev=… -device isa-ipmi-bt,bmc=…`.
+	VMAddress string
 
 	dir string
+	vm  bool
 	cmd *exec.Cmd
 }
 
@@ -59,6 +96,9 @@ func Start(t testing.TB, n int, opts Options) []*BMC {
 	}
 	if opts.Password == "" {
 		opts.Password = "herd-secret"
+	}
+	if opts.VM != nil && strings.Contains(opts.VM.Command, `"`) {
+		t.Fatalf("ipmisim: the VM command %q holds a double quote, which lan.conf cannot carry", opts.VM.Command)
 	}
 	root := t.TempDir()
 	bmcs := make([]*BMC, 0, n)
@@ -112,6 +152,16 @@ func start(dir string, opts Options) (*BMC, error) {
 		"lan.conf":   lanConf(dir, port, opts.Username, opts.Password),
 		"sim.emu":    simEmu,
 	}
+	if opts.VM != nil {
+		vmPort, err := freeTCPPort()
+		if err != nil {
+			return nil, err
+		}
+		b.vm, b.VMAddress = true, "127.0.0.1:"+strconv.Itoa(vmPort)
+		files["lan.conf"] = vmLanConf(port, vmPort, opts.Username, opts.Password, *opts.VM)
+		delete(files, "power")
+		delete(files, "chassis.sh")
+	}
 	for name, content := range files {
 		mode := os.FileMode(0o644)
 		if name == "chassis.sh" {
@@ -136,21 +186,29 @@ func start(dir string, opts Options) (*BMC, error) {
 	return b, nil
 }
 
-// waitListening waits until ipmi_sim holds its UDP port. It looks in
-// /proc/net/udp rather than trying to bind the port itself: a probe that
-// binds would, for that moment, make ipmi_sim's own bind fail.
+// waitListening waits until ipmi_sim holds its UDP port, and with a VM its
+// TCP port too. It looks in /proc/net rather than trying to bind the
+// ports itself: a probe that binds would, for that moment, make
+// ipmi_sim's own bind fail. It reads the calling thread's tables, not
+// /proc/self's: in a test that entered a network namespace on a locked
+// thread, that thread may have been the process's main one.
 func (b *BMC) waitListening(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
-	want := fmt.Sprintf(":%04X ", b.Port)
 	for {
-		raw, err := os.ReadFile("/proc/net/udp")
+		up, err := listening("/proc/thread-self/net/udp", b.Port, "")
 		if err != nil {
 			return err
 		}
-		for _, line := range strings.Split(string(raw), "\n")[1:] {
-			if f := strings.Fields(line); len(f) > 1 && strings.HasSuffix(f[1]+" ", want) {
-				return nil
+		if up && b.VMAddress != "" {
+			_, port, _ := net.SplitHostPort(b.VMAddress)
+			n, _ := strconv.Atoi(port)
+			// 0A is TCP_LISTEN.
+			if up, err = listening("/proc/thread-self/net/tcp", n, "0A"); err != nil {
+				return err
 			}
+		}
+		if up {
+			return nil
 		}
 		if time.Now().After(deadline) {
 			out, _ := os.ReadFile(filepath.Join(b.dir, "sim.log"))
@@ -158,6 +216,23 @@ func (b *BMC) waitListening(limit time.Duration) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// listening reports whether table (/proc/…/net/udp or tcp) has a socket on
+// local port, in state when state is not empty.
+func listening(table string, port int, state string) (bool, error) {
+	raw, err := os.ReadFile(table)
+	if err != nil {
+		return false, err
+	}
+	want := fmt.Sprintf(":%04X", port)
+	for _, line := range strings.Split(string(raw), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 3 && strings.HasSuffix(f[1], want) && (state == "" || f[3] == state) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (b *BMC) stop() {
@@ -181,6 +256,9 @@ func (b *BMC) Kill() { b.stop() }
 
 // On reports the chassis power as the BMC holds it.
 func (b *BMC) On() (bool, error) {
+	if b.vm {
+		return false, ErrVM
+	}
 	raw, err := os.ReadFile(filepath.Join(b.dir, "power"))
 	if err != nil {
 		return false, err
@@ -190,6 +268,9 @@ func (b *BMC) On() (bool, error) {
 
 // SetOn sets the chassis power behind the BMC's back, as a button press.
 func (b *BMC) SetOn(on bool) error {
+	if b.vm {
+		return ErrVM
+	}
 	v := "0\n"
 	if on {
 		v = "1\n"
@@ -213,6 +294,9 @@ func (b *BMC) Commands() []string {
 // WaitOn waits until the chassis power is on (or off), for actions such as
 // cycle that finish after ipmitool returns.
 func (b *BMC) WaitOn(ctx context.Context, on bool) error {
+	if b.vm {
+		return ErrVM
+	}
 	for {
 		got, err := b.On()
 		if err == nil && got == on {
@@ -234,6 +318,21 @@ func UnusedAddress() (string, error) {
 		return "", err
 	}
 	return "127.0.0.1:" + strconv.Itoa(port), nil
+}
+
+// freeTCPPort asks the kernel for a free loopback TCP port, with the same
+// race as freeUDPPort.
+func freeTCPPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	addr, ok := l.Addr().(*net.TCPAddr)
+	if !ok {
+		return 0, errors.New("not a TCP address")
+	}
+	return addr.Port, nil
 }
 
 // freeUDPPort asks the kernel for a free loopback UDP port. Another process
@@ -309,6 +408,37 @@ set_working_mc 0x20
   user 1 true  ""     "unused" user  10 none md2 md5 straight
   user 2 true  %q %q admin 10 none md2 md5 straight
 `, port, filepath.Join(dir, "chassis.sh"), user, password)
+}
+
+// vmLanConf is lanConf for a BMC that powers a virtual machine: no
+// chassis script; startcmd is the machine, not started with ipmi_sim;
+// the machine connects to the VM serial interface on vmPort.
+func vmLanConf(port, vmPort int, user, password string, vm VM) string {
+	secs := func(d, def time.Duration) int {
+		if d <= 0 {
+			d = def
+		}
+		return int(max(1, (d+time.Second-1)/time.Second))
+	}
+	return fmt.Sprintf(`name "herd-ipmisim"
+set_working_mc 0x20
+  startlan 1
+    addr 127.0.0.1 %d
+    priv_limit admin
+    allowed_auths_callback none md2 md5 straight
+    allowed_auths_user none md2 md5 straight
+    allowed_auths_operator none md2 md5 straight
+    allowed_auths_admin none md2 md5 straight
+    guid a123456789abcdefa123456789abcdef
+  endlan
+  serial 15 127.0.0.1 %d codec VM
+  startcmd "%s"
+  startnow false
+  poweroff_wait %d
+  kill_wait %d
+  user 1 true  ""     "unused" user  10 none md2 md5 straight
+  user 2 true  %q %q admin 10 none md2 md5 straight
+`, port, vmPort, vm.Command, secs(vm.PoweroffWait, 10*time.Second), secs(vm.KillWait, 3*time.Second), user, password)
 }
 
 const simEmu = `mc_setbmc 0x20

@@ -1,7 +1,8 @@
 // Command init is the init of the image the e2e test boots. It reports
 // on the serial port itself (herd's boot script gives the kernel no
 // console= argument, so /dev/console is not the serial line) and powers
-// the machine off.
+// the machine off, unless the machine has a BMC: then it stays up, as a
+// server does, until the BMC switches it off.
 package main
 
 import (
@@ -9,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -30,8 +32,24 @@ func main() {
 		}
 	}
 	_, gone := os.Stat("/init") // bootenv's /init must be gone
-	fmt.Fprintf(tty, "\r\nHERD-E2E-UP hostname=%s pid=%d root=%s marker=%q initramfs-gone=%v\r\n",
-		strings.TrimSpace(string(host)), os.Getpid(), root, strings.TrimSpace(string(marker)), os.IsNotExist(gone))
+	bmc := hasBMC()
+	fmt.Fprintf(tty, "\r\nHERD-E2E-UP hostname=%s pid=%d root=%s marker=%q initramfs-gone=%v bmc=%v\r\n",
+		strings.TrimSpace(string(host)), os.Getpid(), root, strings.TrimSpace(string(marker)), os.IsNotExist(gone), bmc)
 	syscall.Sync()
+	if bmc {
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
 	syscall.Reboot(syscall.LINUX_REBOOT_CMD_POWER_OFF)
+}
+
+// hasBMC reports whether the firmware describes an IPMI device (SMBIOS
+// type 38), as QEMU does for a machine with an isa-ipmi-bt device.
+func hasBMC() bool {
+	if _, err := os.Stat("/sys/firmware/dmi"); err != nil {
+		_ = syscall.Mount("sysfs", "/sys", "sysfs", 0, "")
+	}
+	_, err := os.Stat("/sys/firmware/dmi/entries/38-0")
+	return err == nil
 }
