@@ -796,6 +796,7 @@ func (s *Store) reportJob(ctx context.Context, job string, results []model.Power
 		var writes []any
 		var done []any
 		var states []any
+		var off []*model.Node
 		seen := map[string]bool{}
 		for i, r := range results {
 			rawRes, _ := vals[1+2*i].(string)
@@ -837,6 +838,15 @@ func (s *Store) reportJob(ctx context.Context, job string, results []model.Power
 			if next.State == model.PowerStateOn || next.State == model.PowerStateOff {
 				states = append(states, r.Node, mustJSON(model.NodePower{Node: r.Node, State: next.State, Method: next.Method, Job: job, Time: now}))
 			}
+			if next.State == model.PowerStateOff {
+				// A node seen powered off is down, whatever its last boot
+				// said; its next boot moves it on.
+				n, err := s.nodeForState(ctx, tx, r.Node)
+				if err != nil {
+					return nil, err
+				}
+				off = append(off, n)
+			}
 			accepted++
 		}
 		if len(writes) == 0 {
@@ -853,6 +863,9 @@ func (s *Store) reportJob(ctx context.Context, job string, results []model.Power
 			pipe.ZRem(ctx, s.powerLeasesKey(), done...)
 			if len(states) > 0 {
 				pipe.HSet(ctx, s.powerStateKey(), states...)
+			}
+			for _, n := range off {
+				s.setNodeState(ctx, pipe, n, model.StateDown)
 			}
 			pipe.XAdd(ctx, &redis.XAddArgs{Stream: s.powerEventsKey(job), MaxLen: 1000, Approx: true, Values: []string{"results", strconv.Itoa(len(done))}})
 			return nil

@@ -124,7 +124,7 @@ func TestPowerJobLifecycle(t *testing.T) {
 
 	*now = now.Add(time.Second)
 	results := []model.PowerResult{
-		{Job: job.ID, Node: "node001", Lease: byNode["node001"].Lease, State: model.PowerStateOn, Method: model.PowerIPMI, TookMS: 250},
+		{Job: job.ID, Node: "node001", Lease: byNode["node001"].Lease, State: model.PowerStateOff, Method: model.PowerIPMI, TookMS: 250},
 		{Job: job.ID, Node: "node002", Lease: byNode["node002"].Lease, State: model.PowerStateUnknown, Error: "dial 10.2.0.2: timeout"},
 	}
 	reply, err := s.ReportPowerResults(ctx, results)
@@ -156,8 +156,16 @@ func TestPowerJobLifecycle(t *testing.T) {
 		t.Fatalf("node002: %+v", r)
 	}
 	states, err := s.NodePowerStates(ctx, []string{"node001", "node002", "node003"})
-	if err != nil || states["node001"].State != model.PowerStateOn || states["node003"].Method != model.PowerPDU {
+	if err != nil || states["node001"].State != model.PowerStateOff || states["node003"].Method != model.PowerPDU {
 		t.Fatalf("power states: %+v %v", states, err)
+	}
+	// A node seen off is down; one seen on keeps its state for its boot
+	// to move. Neither is an admin's edit: no new revision.
+	if n, err := s.GetNode(ctx, "node001"); err != nil || n.State != model.StateDown || n.Revision != 1 {
+		t.Errorf("node001 after power off: state %q revision %d %v", n.State, n.Revision, err)
+	}
+	if n, err := s.GetNode(ctx, "node003"); err != nil || n.State == model.StateDown {
+		t.Errorf("node003 after power on: state %q %v", n.State, err)
 	}
 	if _, ok := states["node002"]; ok {
 		t.Fatalf("node002's unknown state was recorded: %+v", states["node002"])
