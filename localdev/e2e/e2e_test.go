@@ -147,8 +147,10 @@ func TestMachineProvisionsItselfThroughHerd(t *testing.T) {
 		t.Fatalf("create layout: %v", err)
 	}
 	stateful := false
+	// The kernel arguments go to the provisioner's boot and to the disk's
+	// fallback entry: the kernel then prints on the serial line.
 	if _, err := api.CreateGroup(ctx, model.Group{Name: "e2e", Settings: model.Settings{Image: imageName, Branch: branch,
-		DiskLayout: layout, Stateless: &stateful}}); err != nil {
+		DiskLayout: layout, Stateless: &stateful, KernelArgs: "console=ttyS0,115200"}}); err != nil {
 		t.Fatalf("create group: %v", err)
 	}
 	for _, p := range []string{"hostname", "hosts", "interfaces"} {
@@ -250,6 +252,15 @@ func TestMachineProvisionsItselfThroughHerd(t *testing.T) {
 
 	// Step 8: herd powers the machine off and on through its BMC.
 	pf := powerThroughHerd(t, ctx, api, ns, disk, rom, out, b3.session.Session.ID, fail)
+
+	// The appliance is down: the disk boots on its own, with no network.
+	cmdline, took := fallbackBoot(t, ctx, disk, filepath.Join(out, "serial-fallback.log"))
+	for _, want := range []string{"BOOT_IMAGE=/herd/vmlinuz", "root=/dev/system/root", "console=ttyS0,115200"} {
+		if !strings.Contains(cmdline, want) {
+			t.Errorf("the fallback booted a kernel with %q, which lacks %s", cmdline, want)
+		}
+	}
+	t.Logf("fallback: with no network the disk's SYSLINUX started the image's kernel in %s: %s", took.Round(100*time.Millisecond), cmdline)
 
 	// The disk, read from this side: the layout's partitions.
 	checkDisk(t, disk)
