@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,27 +16,19 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/herd-hpc/herd/functions/model"
+	"github.com/herd-hpc/herd/localdev/testenv"
 )
 
-// chromium finds the browser: $HERD_CHROMIUM, else chromium on the PATH.
-// A missing browser fails the test rather than skipping it, so that a
-// machine without one cannot pass the suite by accident.
+// chromium finds the browser. A missing browser fails the test rather
+// than skipping it, so that a machine without one cannot pass the suite
+// by accident.
 func chromium(t *testing.T) string {
 	t.Helper()
-	const missing = "run `make deps` (on Debian: apt-get install -y chromium), or set HERD_CHROMIUM to a Chromium binary"
-	if p := os.Getenv("HERD_CHROMIUM"); p != "" {
-		if _, err := exec.LookPath(p); err != nil {
-			t.Fatalf("HERD_CHROMIUM=%s cannot be run (%v): %s", p, err, missing)
-		}
-		return p
+	exe, err := testenv.Chromium()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, name := range []string{"chromium", "/usr/bin/chromium"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatalf("chromium is not installed: %s", missing)
-	return ""
+	return exe
 }
 
 // seedCluster fills the store with a small but realistic cluster, so the

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/herd-hpc/herd/localdev/testenv"
 )
 
 // artifactDir is where the test's artifacts stay after it, passing or
@@ -43,23 +43,11 @@ func keepLogs(out, artifacts string) {
 	}
 }
 
-// chromium finds the browser as functions/ui's browser tests do:
-// $HERD_CHROMIUM, else chromium on the PATH.
-func chromium() (string, error) {
-	if p := os.Getenv("HERD_CHROMIUM"); p != "" {
-		return exec.LookPath(p)
-	}
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p, nil
-	}
-	return exec.LookPath("/usr/bin/chromium")
-}
-
 // nodeScreenshot logs in to the pages at base as user, opens the node's
 // page and saves it whole as a PNG at png. It returns the page's main
 // text, and any error the page wrote to the browser's console.
 func nodeScreenshot(ctx context.Context, base, user, password, node, png string) (string, []string, error) {
-	exe, err := chromium()
+	exe, err := testenv.Chromium()
 	if err != nil {
 		return "", nil, err
 	}
