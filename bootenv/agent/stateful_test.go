@@ -147,11 +147,11 @@ func TestAgentStatefulBoot(t *testing.T) {
 		}
 	}
 	// The fallback entry: the image's kernel and initrd on the ESP, the
-	// entry last in BootOrder.
+	// entry right after the network one the machine booted from.
 	if b, _ := os.ReadFile(filepath.Join(root, "boot/efi/EFI/herd/vmlinuz")); string(b) != "a kernel" {
 		t.Errorf("kernel on the ESP: %q", b)
 	}
-	if !slices.Equal(m.order, []string{"0001", "0000", "0008"}) || !strings.HasPrefix(m.ents["0008"], "herd local ") {
+	if !slices.Equal(m.order, []string{"0001", "0008", "0000"}) || !strings.HasPrefix(m.ents["0008"], "herd local ") {
 		t.Errorf("firmware: order %v entries %v", m.order, m.ents)
 	}
 	create := m.ran("efibootmgr")[1]

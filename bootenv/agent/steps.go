@@ -432,7 +432,7 @@ func (a *Agent) bootloader(ctx context.Context) (string, map[string]string, erro
 		}
 		extras["loader"] = "syslinux"
 	} else {
-		msg = fmt.Sprintf("boot entry %s %q (%s %s) last in BootOrder %s", res.Entry, d.Entry.Label, d.Entry.Loader, d.Entry.Args, strings.Join(res.Order, ","))
+		msg = fmt.Sprintf("boot entry %s %q (%s %s) after the network in BootOrder %s", res.Entry, d.Entry.Label, d.Entry.Loader, d.Entry.Args, strings.Join(res.Order, ","))
 		if res.Created == 0 {
 			msg = "kept " + msg
 		}

@@ -4,8 +4,10 @@
 // On UEFI it copies the image's kernel (an EFI stub, as distribution
 // kernels are) and the image's own initrd, if it has one, to
 // \EFI\herd\ on the EFI system partition and adds a firmware boot entry
-// for it with efibootmgr at the END of BootOrder, so network boot stays
-// first. The entry's label carries a digest of what it boots (loader,
+// for it with efibootmgr right AFTER the entry the machine booted from
+// (BootCurrent, the network), so network boot stays first and the disk
+// comes next, before entries that never give up (a firmware's EFI shell
+// waits at its prompt for ever). The entry's label carries a digest of what it boots (loader,
 // arguments, disk and partition): an entry with the same label is the
 // same entry and is kept, one with another herd label is replaced. No
 // grub is installed, the distribution's or any other.
@@ -179,6 +181,7 @@ type BootEntry struct {
 
 // Firmware is efibootmgr's view of the boot variables.
 type Firmware struct {
+	Current string // the entry this boot came from, "" when not known
 	Order   []string
 	Entries []BootEntry
 }
@@ -188,6 +191,12 @@ func ParseEfibootmgr(out string) Firmware {
 	var f Firmware
 	for _, l := range strings.Split(out, "\n") {
 		l = strings.TrimRight(l, "\r")
+		if rest, ok := strings.CutPrefix(l, "BootCurrent:"); ok {
+			if n := strings.TrimSpace(rest); len(n) == 4 && isHex(n) {
+				f.Current = strings.ToUpper(n)
+			}
+			continue
+		}
 		if rest, ok := strings.CutPrefix(l, "BootOrder:"); ok {
 			for n := range strings.SplitSeq(strings.TrimSpace(rest), ",") {
 				if n = strings.TrimSpace(n); n != "" {
@@ -248,11 +257,18 @@ func PlanEntries(f Firmware, wants []Want) EntryPlan {
 	return p
 }
 
-// OrderLast returns order with num at its end (added when missing), so
-// every other way to boot, network first, is tried before it.
-func OrderLast(order []string, num string) []string {
-	out := slices.DeleteFunc(slices.Clone(order), func(n string) bool { return strings.EqualFold(n, num) })
-	return append(out, num)
+// OrderAfter returns order with nums right after current, in their
+// order (at the end when current is not in it): the network entry the
+// machine booted from stays before them, everything else after.
+func OrderAfter(order []string, current string, nums []string) []string {
+	out := slices.DeleteFunc(slices.Clone(order), func(n string) bool {
+		return slices.ContainsFunc(nums, func(m string) bool { return strings.EqualFold(n, m) })
+	})
+	at := len(out)
+	if i := slices.IndexFunc(out, func(n string) bool { return strings.EqualFold(n, current) }); current != "" && i >= 0 {
+		at = i + 1
+	}
+	return slices.Insert(out, at, nums...)
 }
 
 // CreateArgs are efibootmgr's arguments that make the entry without

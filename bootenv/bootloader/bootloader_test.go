@@ -106,8 +106,23 @@ func TestParseAndPlan(t *testing.T) {
 	if !slices.Equal(p.Keep, []string{"0003", ""}) || len(p.Delete) != 0 {
 		t.Errorf("plan %+v: want the first kept and the mirror's made", p)
 	}
-	if got := OrderLast([]string{"0003", "0001", "0000"}, "0003"); !slices.Equal(got, []string{"0001", "0000", "0003"}) {
-		t.Errorf("OrderLast = %v", got)
+	if fw.Current != "0001" {
+		t.Errorf("BootCurrent %q", fw.Current)
+	}
+	for _, c := range []struct {
+		order   []string
+		current string
+		nums    []string
+		want    []string
+	}{
+		{[]string{"0003", "0001", "0000", "000A"}, "0001", []string{"0003"}, []string{"0001", "0003", "0000", "000A"}},
+		{[]string{"0001", "0000", "000A"}, "0001", []string{"0008", "0009"}, []string{"0001", "0008", "0009", "0000", "000A"}},
+		{[]string{"0001", "0000"}, "", []string{"0008"}, []string{"0001", "0000", "0008"}},
+		{[]string{"0001", "0000"}, "0005", []string{"0008"}, []string{"0001", "0000", "0008"}},
+	} {
+		if got := OrderAfter(c.order, c.current, c.nums); !slices.Equal(got, c.want) {
+			t.Errorf("OrderAfter(%v, %s, %v) = %v, want %v", c.order, c.current, c.nums, got, c.want)
+		}
 	}
 }
 

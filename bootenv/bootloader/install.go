@@ -29,8 +29,8 @@ type Result struct {
 }
 
 // Install carries out d: copies the files that differ,
-// then on UEFI makes the firmware boot entries that are missing, last in
-// BootOrder, and on BIOS installs the loader where it is missing; for the
+// then on UEFI makes the firmware boot entries that are missing, right
+// after the network entry in BootOrder, and on BIOS installs the loader where it is missing; for the
 // boot partition and each mirror's.
 func Install(ctx context.Context, d Decision, r Runner) (Result, error) {
 	var res Result
@@ -99,13 +99,10 @@ func Install(ctx context.Context, d Decision, r Runner) (Result, error) {
 		fw = ParseEfibootmgr(string(out))
 	}
 	res.Entry, res.Mirrors = nums[0], nums[1:]
-	res.Order = fw.Order
-	for _, n := range nums {
-		res.Order = OrderLast(res.Order, n)
-	}
+	res.Order = OrderAfter(fw.Order, fw.Current, nums)
 	if strings.Join(res.Order, ",") != strings.Join(fw.Order, ",") {
 		if _, err := r.Run(ctx, "efibootmgr", "--bootorder", strings.Join(res.Order, ",")); err != nil {
-			return res, fmt.Errorf("put herd's boot entries last in BootOrder: %w", err)
+			return res, fmt.Errorf("put herd's boot entries after the network in BootOrder: %w", err)
 		}
 	}
 	return res, nil

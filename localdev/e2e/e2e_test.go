@@ -615,7 +615,7 @@ func uefiMachine(t *testing.T, ctx context.Context, api *client.Client, ns, out 
 	}
 	stateful := false
 	if _, err := api.CreateGroup(ctx, model.Group{Name: "e2e-uefi", Settings: model.Settings{Image: imageName, Branch: branch,
-		DiskLayout: "uefi-root-swap", Stateless: &stateful}}); err != nil {
+		DiskLayout: "uefi-root-swap", Stateless: &stateful, KernelArgs: "console=ttyS0,115200"}}); err != nil {
 		t.Fatalf("create group: %v", err)
 	}
 	if _, err := api.CreateNode(ctx, model.Node{Name: node, Group: "e2e-uefi",
@@ -659,4 +659,16 @@ func uefiMachine(t *testing.T, ctx context.Context, api *client.Client, ns, out 
 		t.Errorf("UEFI session platform %q, want efi", d.Session.Platform)
 	}
 	t.Logf("UEFI machine: power-on to pivot %s; %s", took.Round(100*time.Millisecond), marker)
+
+	// Its fallback: with no network the firmware boots herd's entry.
+	if err := m.wait(ctx); err != nil {
+		fail("the UEFI machine did not power off after its boot: %v", err)
+	}
+	cmdline, took := fallbackBoot(t, ctx, disk, filepath.Join(out, "serial-uefi-fallback.log"), code, varsCopy)
+	for _, want := range []string{"root=/dev/system/root", "console=ttyS0,115200"} {
+		if !strings.Contains(cmdline, want) {
+			t.Errorf("the UEFI fallback booted a kernel with %q, which lacks %s", cmdline, want)
+		}
+	}
+	t.Logf("UEFI fallback: with no network the firmware's herd entry started the image's kernel in %s: %s", took.Round(100*time.Millisecond), cmdline)
 }

@@ -18,13 +18,22 @@ import (
 // waits for the kernel to print that command line (the e2e image has no
 // initrd, so its kernel cannot go on to mount a root on LVM; the loader's
 // work ends at the kernel) and returns it.
-func fallbackBoot(t *testing.T, ctx context.Context, disk, serial string) (string, time.Duration) {
+//
+// ovmf, when set, is OVMF's code file and the machine's variables store
+// (holding the boot entry bootenv made): the UEFI firmware then boots
+// herd's entry once the network entries fail.
+func fallbackBoot(t *testing.T, ctx context.Context, disk, serial string, ovmf ...string) (string, time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-smp", "1",
+	args := []string{"-accel", "tcg", "-m", "512", "-smp", "1",
 		"-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio", "-nic", "none",
-		"-drive", "file="+disk+",format=raw,if=none,cache=unsafe,id=d0", "-device", "virtio-blk-pci,drive=d0")
+		"-drive", "file=" + disk + ",format=raw,if=none,cache=unsafe,id=d0", "-device", "virtio-blk-pci,drive=d0"}
+	if len(ovmf) == 2 {
+		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+ovmf[0],
+			"-drive", "if=pflash,format=raw,file="+ovmf[1])
+	}
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	var log bytes.Buffer
 	out, err := cmd.StdoutPipe()
 	if err != nil {
