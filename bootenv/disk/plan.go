@@ -79,7 +79,16 @@ const (
 )
 
 // GPT attribute bits as sgdisk numbers them.
-var gptAttr = map[string]int{"required": 0, "no_block_io": 1, "legacy_boot": 2}
+// gptAttr is the bit of a GPT partition attribute name.
+func gptAttr(name string) int {
+	switch name {
+	case "no_block_io":
+		return 1
+	case "legacy_boot":
+		return 2
+	}
+	return 0 // required
+}
 
 // PlanLayout compares the layout with what was found on the matched disks
 // and returns the steps that make them agree: a disk whose partition table
@@ -206,7 +215,7 @@ func (pl *planner) partitionStep(name string, d Detected, parts []model.Partitio
 			args = append(args, "--change-name="+n+":"+pt.Label)
 		}
 		for _, f := range pt.Flags {
-			args = append(args, "--attributes="+n+":set:"+strconv.Itoa(gptAttr[f]))
+			args = append(args, "--attributes="+n+":set:"+strconv.Itoa(gptAttr(f)))
 		}
 	}
 	args = append(args, d.Path())

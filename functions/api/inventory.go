@@ -29,7 +29,7 @@ type resource[T any] struct {
 }
 
 // readOnly are fields a client may send back unchanged but never sets.
-var readOnly = []string{"revision", "created", "updated", "effective", "state"}
+func readOnly() []string { return []string{"revision", "created", "updated", "effective", "state"} }
 
 func register[T any](a *API, res resource[T]) {
 	base := Prefix + "/" + res.path
@@ -157,7 +157,7 @@ func mergePatch[T any](cur T, patch map[string]json.RawMessage) (T, error) {
 	var doc map[string]any
 	raw, _ := json.Marshal(cur)
 	_ = json.Unmarshal(raw, &doc)
-	for _, f := range readOnly {
+	for _, f := range readOnly() {
 		delete(doc, f)
 	}
 	var p map[string]any

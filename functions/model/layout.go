@@ -17,20 +17,26 @@ import (
 // "512MiB", "4096".
 type Bytes uint64
 
-var unitSizes = []struct {
+// unitSizes are the units ParseBytes reads, longest suffix first.
+func unitSizes() []struct {
 	name string
 	size float64
-}{
-	{"pib", 1 << 50}, {"tib", 1 << 40}, {"gib", 1 << 30}, {"mib", 1 << 20}, {"kib", 1 << 10},
-	{"pb", 1e15}, {"tb", 1e12}, {"gb", 1e9}, {"mb", 1e6}, {"kb", 1e3},
-	{"p", 1e15}, {"t", 1e12}, {"g", 1e9}, {"m", 1e6}, {"k", 1e3}, {"b", 1},
+} {
+	return []struct {
+		name string
+		size float64
+	}{
+		{"pib", 1 << 50}, {"tib", 1 << 40}, {"gib", 1 << 30}, {"mib", 1 << 20}, {"kib", 1 << 10},
+		{"pb", 1e15}, {"tb", 1e12}, {"gb", 1e9}, {"mb", 1e6}, {"kb", 1e3},
+		{"p", 1e15}, {"t", 1e12}, {"g", 1e9}, {"m", 1e6}, {"k", 1e3}, {"b", 1},
+	}
 }
 
 // ParseBytes reads a size such as "120GB", "1.5 TiB" or "4096".
 func ParseBytes(s string) (Bytes, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
 	mult := 1.0
-	for _, u := range unitSizes {
+	for _, u := range unitSizes() {
 		if rest, ok := strings.CutSuffix(t, u.name); ok {
 			t, mult = strings.TrimSpace(rest), u.size
 			break
