@@ -294,6 +294,18 @@ type planner struct {
 	journal map[string]journalMark
 }
 
+// walkOut is what one walker found, each list in the order it walked.
+type walkOut struct {
+	paths  []string
+	found  []*found
+	remove []string
+	kept   []string
+}
+
+// walkRoot walks the tree, a subtree per walker, GOMAXPROCS×2 walkers at
+// most: a walk is mostly system calls (lstat, listxattr, getdents) and
+// waits on the disk when the caches are cold, so more walkers than cores
+// still pay. The lists come out in the order one walker would make them.
 func (pl *planner) walkRoot() error {
 	fd, err := unix.Openat(pl.t.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -310,7 +322,63 @@ func (pl *planner) walkRoot() error {
 		return err
 	}
 	pl.found["."] = f
-	return pl.walkDir(d, ".")
+	ctx, cancel := context.WithCancelCause(pl.ctx)
+	defer cancel(nil)
+	w := &walker{pl: pl, ctx: ctx, cancel: cancel, spare: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
+	root := w.out()
+	if err := w.walkDir(d, ".", root); err != nil {
+		cancel(err)
+	}
+	w.wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	for _, o := range w.outs {
+		for i, p := range o.paths {
+			pl.found[p] = o.found[i]
+		}
+		pl.p.Remove = append(pl.p.Remove, o.remove...)
+		pl.p.Kept = append(pl.p.Kept, o.kept...)
+	}
+	slices.SortFunc(pl.p.Remove, compareWalked)
+	slices.SortFunc(pl.p.Kept, compareWalked)
+	return nil
+}
+
+// compareWalked orders paths as a walk of sorted directory listings
+// meets them: element by element ('/' sorts before any byte of a name).
+func compareWalked(a, b string) int {
+	for {
+		ea, ra, _ := strings.Cut(a, "/")
+		eb, rb, _ := strings.Cut(b, "/")
+		if c := strings.Compare(ea, eb); c != 0 {
+			return c
+		}
+		if ra == "" || rb == "" {
+			return strings.Compare(ra, rb)
+		}
+		a, b = ra, rb
+	}
+}
+
+// walker runs the walk's goroutines; each walks a subtree into an out of
+// its own.
+type walker struct {
+	pl     *planner
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	spare  chan struct{} // a token per walker that may start
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	outs   []*walkOut
+}
+
+func (w *walker) out() *walkOut {
+	o := &walkOut{}
+	w.mu.Lock()
+	w.outs = append(w.outs, o)
+	w.mu.Unlock()
+	return o
 }
 
 func join(dir, name string) string {
@@ -322,8 +390,10 @@ func join(dir, name string) string {
 
 // walkDir records the entries of the open directory d (manifest path rel)
 // that the manifest names, lists the others for removal or keeping, and
-// descends only into directories the manifest also has as directories.
-func (pl *planner) walkDir(d *os.File, rel string) error {
+// descends only into directories the manifest also has as directories:
+// in another goroutine if one may start, else itself.
+func (w *walker) walkDir(d *os.File, rel string, out *walkOut) error {
+	pl := w.pl
 	names, err := d.Readdirnames(-1)
 	if err != nil {
 		return fmt.Errorf("%q: read directory: %w", rel, err)
@@ -331,7 +401,7 @@ func (pl *planner) walkDir(d *os.File, rel string) error {
 	slices.Sort(names)
 	dirfd := int(d.Fd())
 	for _, name := range names {
-		if err := pl.ctx.Err(); err != nil {
+		if err := w.ctx.Err(); err != nil {
 			return err
 		}
 		p := join(rel, name)
@@ -339,7 +409,7 @@ func (pl *planner) walkDir(d *os.File, rel string) error {
 			continue
 		}
 		if strings.HasPrefix(name, tempPrefix) {
-			pl.p.Remove = append(pl.p.Remove, p) // left by a killed Apply
+			out.remove = append(out.remove, p) // left by a killed Apply
 			continue
 		}
 		var st unix.Stat_t
@@ -348,7 +418,7 @@ func (pl *planner) walkDir(d *os.File, rel string) error {
 		}
 		e, ok := pl.want[p]
 		if !ok {
-			if err := pl.extra(dirfd, name, p, &st); err != nil {
+			if err := pl.extra(dirfd, name, p, &st, out); err != nil {
 				return err
 			}
 			continue
@@ -357,9 +427,28 @@ func (pl *planner) walkDir(d *os.File, rel string) error {
 		if err != nil {
 			return err
 		}
-		pl.found[p] = f
-		if f.typ == manifest.TypeDir && e.Type == manifest.TypeDir {
-			if err := pl.descend(dirfd, name, p, func(sub *os.File) error { return pl.walkDir(sub, p) }); err != nil {
+		out.paths = append(out.paths, p)
+		out.found = append(out.found, f)
+		if f.typ != manifest.TypeDir || e.Type != manifest.TypeDir {
+			continue
+		}
+		select {
+		case w.spare <- struct{}{}:
+			sub, err := openSubdir(dirfd, name, p)
+			if err != nil {
+				<-w.spare
+				return err
+			}
+			o := w.out()
+			w.wg.Go(func() {
+				defer func() { <-w.spare }()
+				defer sub.Close()
+				if err := w.walkDir(sub, p, o); err != nil {
+					w.cancel(err)
+				}
+			})
+		default:
+			if err := pl.descend(dirfd, name, p, func(sub *os.File) error { return w.walkDir(sub, p, out) }); err != nil {
 				return err
 			}
 		}
@@ -367,28 +456,35 @@ func (pl *planner) walkDir(d *os.File, rel string) error {
 	return nil
 }
 
-func (pl *planner) descend(dirfd int, name, p string, walk func(*os.File) error) error {
+func openSubdir(dirfd int, name, p string) (*os.File, error) {
 	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("%q: open directory: %w", p, err)
+		return nil, fmt.Errorf("%q: open directory: %w", p, err)
 	}
-	sub := os.NewFile(uintptr(fd), p)
+	return os.NewFile(uintptr(fd), p), nil
+}
+
+func (pl *planner) descend(dirfd int, name, p string, walk func(*os.File) error) error {
+	sub, err := openSubdir(dirfd, name, p)
+	if err != nil {
+		return err
+	}
 	defer sub.Close()
 	return walk(sub)
 }
 
 // extra handles a found path the manifest lacks: kept if preserved, walked
 // if something below it may be, removed otherwise.
-func (pl *planner) extra(dirfd int, name, p string, st *unix.Stat_t) error {
+func (pl *planner) extra(dirfd int, name, p string, st *unix.Stat_t, out *walkOut) error {
 	if pl.keep.keep(p) {
-		pl.p.Kept = append(pl.p.Kept, p)
+		out.kept = append(out.kept, p)
 		return nil
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR || !pl.keep.mayKeepBelow(p) {
-		pl.p.Remove = append(pl.p.Remove, p)
+		out.remove = append(out.remove, p)
 		return nil
 	}
-	removeBefore, keptBefore := len(pl.p.Remove), len(pl.p.Kept)
+	removeBefore, keptBefore := len(out.remove), len(out.kept)
 	err := pl.descend(dirfd, name, p, func(sub *os.File) error {
 		names, err := sub.Readdirnames(-1)
 		if err != nil {
@@ -400,7 +496,7 @@ func (pl *planner) extra(dirfd int, name, p string, st *unix.Stat_t) error {
 			if err := unix.Fstatat(int(sub.Fd()), n, &cst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 				return fmt.Errorf("%q: lstat: %w", join(p, n), err)
 			}
-			if err := pl.extra(int(sub.Fd()), n, join(p, n), &cst); err != nil {
+			if err := pl.extra(int(sub.Fd()), n, join(p, n), &cst, out); err != nil {
 				return err
 			}
 		}
@@ -409,9 +505,9 @@ func (pl *planner) extra(dirfd int, name, p string, st *unix.Stat_t) error {
 	if err != nil {
 		return err
 	}
-	if len(pl.p.Kept) == keptBefore {
+	if len(out.kept) == keptBefore {
 		// Nothing below is kept after all: remove the directory whole.
-		pl.p.Remove = append(pl.p.Remove[:removeBefore], p)
+		out.remove = append(out.remove[:removeBefore], p)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -416,5 +417,89 @@ func TestPlanRefusesBadManifests(t *testing.T) {
 		if _, err := Plan(context.Background(), m, dst, Policy{}); err == nil {
 			t.Errorf("%s: planned", name)
 		}
+	}
+}
+
+// TestSyncOverRootWithoutJournal syncs over a copy of the image's tree that
+// herd never synced (no journal yet) with a change only below the root:
+// making the journal directory moves the root's mtime, which Apply must
+// set back, or its own check fails.
+func TestSyncOverRootWithoutJournal(t *testing.T) {
+	needRoot(t)
+	e := newEnv(t)
+	src := t.TempDir()
+	manyFiles(t, src, 40, 3)
+	must(t, os.WriteFile(filepath.Join(src, "d01", "f00001"), []byte("new content"), 0o644))
+	want := e.importTree(t, src)
+	dst := filepath.Join(t.TempDir(), "root")
+	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	must(t, os.WriteFile(filepath.Join(dst, "d02", "f00002"), []byte("drifted"), 0o644))
+	p, _ := e.sync(t, want, dst, Policy{})
+	if len(p.Replace) != 1 || slices.ContainsFunc(p.dirs, func(e *manifest.Entry) bool { return e.Path == "." }) {
+		t.Fatalf("plan should replace one file below the root and leave the root alone:\n%s", p.String())
+	}
+	checkSame(t, want, dst)
+}
+
+// TestApplyEmptyPlanOverCompleteRoot checks the fast path every unchanged
+// boot takes: nothing in the journal is rewritten, and the root stays
+// complete; a root that is not marked complete is marked.
+func TestApplyEmptyPlanOverCompleteRoot(t *testing.T) {
+	needRoot(t)
+	e := newEnv(t)
+	src, dst := t.TempDir(), t.TempDir()
+	manyFiles(t, src, 20, 4)
+	want := e.importTree(t, src)
+	e.sync(t, want, dst, Policy{})
+	marker := filepath.Join(dst, JournalDir, journalComplete)
+	var before unix.Stat_t
+	must(t, unix.Stat(marker, &before))
+	p, _ := e.sync(t, want, dst, Policy{})
+	var after unix.Stat_t
+	must(t, unix.Stat(marker, &after))
+	if !p.Empty() || after.Ino != before.Ino || after.Mtim != before.Mtim {
+		t.Errorf("an empty plan over a complete root rewrote the marker (inode %d→%d); plan:\n%s", before.Ino, after.Ino, p.String())
+	}
+	must(t, os.Remove(marker))
+	if p, _ := e.sync(t, want, dst, Policy{}); !p.Empty() {
+		t.Errorf("plan:\n%s", p.String())
+	}
+}
+
+// TestCheckAppliedFindsDifferences gives Apply's read-back check paths
+// that do not match what the plan made of them.
+func TestCheckAppliedFindsDifferences(t *testing.T) {
+	needRoot(t)
+	e := newEnv(t)
+	src, dst := t.TempDir(), t.TempDir()
+	manyFiles(t, src, 3, 5)
+	want := e.importTree(t, src)
+	e.sync(t, want, dst, Policy{})
+	tr, err := openTree(dst)
+	must(t, err)
+	defer tr.close()
+	var file *manifest.Entry
+	for i := range want.Entries {
+		if want.Entries[i].Type == manifest.TypeFile {
+			file = &want.Entries[i]
+			break
+		}
+	}
+	plan := SyncPlan{Want: want, Meta: []Item{{Entry: file}}}
+	must(t, checkApplied(tr, &plan, true))
+	must(t, os.Chmod(filepath.Join(dst, file.Path), 0o600))
+	if err := checkApplied(tr, &plan, false); err == nil || !strings.Contains(err.Error(), "mode") {
+		t.Errorf("a file of another mode passed the check: %v", err)
+	}
+	removed := SyncPlan{Want: want, Remove: []string{file.Path}}
+	if err := checkApplied(tr, &removed, false); err == nil {
+		t.Error("a path the plan removed is still there, and the check passed")
+	}
+	must(t, os.Remove(filepath.Join(dst, file.Path)))
+	must(t, checkApplied(tr, &removed, false))
+	if err := checkApplied(tr, &plan, false); err == nil {
+		t.Error("a missing file passed the check")
 	}
 }
