@@ -19,6 +19,14 @@ const debianSuite = "bookworm"
 // Building needs root; without root the test is skipped with the reason.
 func DebianRoot(t testing.TB) string {
 	t.Helper()
+	return debianRoot(t, "minbase", "")
+}
+
+// debianRoot builds (once) and returns the cached root named
+// <suite>-<name>: debootstrap minbase with the packages in include
+// (comma-separated, none when empty).
+func debianRoot(t testing.TB, name, include string) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("testenv: building a Debian root filesystem with debootstrap needs root")
 	}
@@ -26,9 +34,13 @@ func DebianRoot(t testing.TB) string {
 	if mirror == "" {
 		mirror = "http://deb.debian.org/debian"
 	}
-	return cached(t, "rootfs", debianSuite+"-minbase", "etc/debian_version", func(dir string) error {
-		t.Logf("testenv: building a %s minbase root with debootstrap from %s (once; cached)", debianSuite, mirror)
-		if err := run("", "debootstrap", "--variant=minbase", debianSuite, dir, mirror); err != nil {
+	return cached(t, "rootfs", debianSuite+"-"+name, "etc/debian_version", func(dir string) error {
+		args := []string{"--variant=minbase"}
+		if include != "" {
+			args = append(args, "--include="+include)
+		}
+		t.Logf("testenv: building a %s %s root with debootstrap from %s (once; cached)", debianSuite, name, mirror)
+		if err := run("", "debootstrap", append(args, debianSuite, dir, mirror)...); err != nil {
 			return err
 		}
 		// debootstrap leaves its download cache; a root keeps only what it runs.
