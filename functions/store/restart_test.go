@@ -73,16 +73,31 @@ func TestRedisRestartLeavesNoHalfWrites(t *testing.T) {
 	}
 	defer st.Close()
 
-	const workers, perWorker = 4, 150
+	// Workers create nodes until told to stop; Redis is killed once some
+	// creates went through and started again, and the workers stop only
+	// once more creates succeeded after the restart, so the restart falls
+	// among the writes however fast or slow this machine is.
+	const workers = 4
 	var mu sync.Mutex
 	succeeded := map[string]bool{}
 	failed := 0
+	count := func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(succeeded), failed
+	}
+	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			for i := range perWorker {
-				name := fmt.Sprintf("n%d-%03d", w, i)
-				mac := model.MAC(fmt.Sprintf("52:54:00:%02x:%02x:%02x", w, i/256, i%256))
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := fmt.Sprintf("n%d-%05d", w, i)
+				mac := model.MAC(fmt.Sprintf("52:54:%02x:%02x:%02x:%02x", w, i>>16&0xff, i>>8&0xff, i&0xff))
 				_, err := st.CreateNode(ctx, store.Actor{User: "t"}, model.Node{Name: name, Interfaces: []model.Interface{{Name: "eth0", MAC: mac}}})
 				mu.Lock()
 				if err == nil {
@@ -95,15 +110,30 @@ func TestRedisRestartLeavesNoHalfWrites(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(150 * time.Millisecond)
-	r.kill()
-	time.Sleep(300 * time.Millisecond)
-	r.start()
-	wg.Wait()
-	t.Logf("%d creates succeeded, %d failed cleanly while Redis restarted", len(succeeded), failed)
-	if failed == 0 {
-		t.Fatal("no request saw the restart; the test proved nothing")
+	waitFor := func(what string, ok func(ok, failed int) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if n, f := count(); ok(n, f) {
+				return
+			}
+			if time.Now().After(deadline) {
+				close(stop)
+				wg.Wait()
+				n, f := count()
+				t.Fatalf("%s: not after 30s (%d succeeded, %d failed)", what, n, f)
+			}
+		}
 	}
+	waitFor("creates before the restart", func(n, _ int) bool { return n >= 100 })
+	r.kill()
+	waitFor("a create failing while Redis is down", func(_, f int) bool { return f > 0 })
+	r.start()
+	before, _ := count()
+	waitFor("creates after the restart", func(n, _ int) bool { return n >= before+100 })
+	close(stop)
+	wg.Wait()
+	n, failedN := count()
+	t.Logf("%d creates succeeded, %d failed cleanly while Redis restarted", n, failedN)
 
 	rdb, prefix := st.Redis()
 	names, err := rdb.ZRange(ctx, prefix+"idx:node", 0, -1).Result()
