@@ -102,21 +102,7 @@ type browser struct {
 func newBrowser(t *testing.T, e *env) *browser {
 	t.Helper()
 	exe := chromium(t)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(exe),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.WindowSize(1440, 900),
-	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), testenv.ChromiumOptions(exe, t.TempDir())...)
 	ctx, cancelTab := chromedp.NewContext(alloc)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
 	b := &browser{t: t, e: e, ctx: ctx}

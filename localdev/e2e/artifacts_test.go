@@ -56,20 +56,7 @@ func nodeScreenshot(ctx context.Context, base, user, password, node, png string)
 		return "", nil, err
 	}
 	defer os.RemoveAll(profile)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(exe),
-		chromedp.UserDataDir(profile),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true), // root
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.WindowSize(1440, 900),
-	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, testenv.ChromiumOptions(exe, profile)...)
 	defer cancelAlloc()
 	tab, cancelTab := chromedp.NewContext(alloc)
 	defer cancelTab()

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+
+	"github.com/chromedp/chromedp"
 )
 
 // Chromium finds the browser the UI tests drive: $HERD_CHROMIUM, else
@@ -23,4 +25,25 @@ func Chromium() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("chromium is not installed: %s", missing)
+}
+
+// ChromiumOptions are the flags herd's tests start the browser with:
+// headless, no sandbox (tests run as root), no background traffic, a
+// 1440×900 window, profile as its user data directory.
+func ChromiumOptions(exe, profile string) []chromedp.ExecAllocatorOption {
+	return []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(exe),
+		chromedp.UserDataDir(profile),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.WindowSize(1440, 900),
+	}
 }

@@ -393,6 +393,12 @@ esac
 }
 
 func lanConf(dir string, port int, user, password string) string {
+	return lanBase(port, fmt.Sprintf("  chassis_control \"%s 0x20\"\n", filepath.Join(dir, "chassis.sh")), user, password)
+}
+
+// lanBase is lan.conf: the LAN interface on port, then more (the power
+// control), then the users.
+func lanBase(port int, more, user, password string) string {
 	return fmt.Sprintf(`name "herd-ipmisim"
 set_working_mc 0x20
   startlan 1
@@ -404,10 +410,9 @@ set_working_mc 0x20
     allowed_auths_admin none md2 md5 straight
     guid a123456789abcdefa123456789abcdef
   endlan
-  chassis_control "%s 0x20"
-  user 1 true  ""     "unused" user  10 none md2 md5 straight
+%s  user 1 true  ""     "unused" user  10 none md2 md5 straight
   user 2 true  %q %q admin 10 none md2 md5 straight
-`, port, filepath.Join(dir, "chassis.sh"), user, password)
+`, port, more, user, password)
 }
 
 // vmLanConf is lanConf for a BMC that powers a virtual machine: no
@@ -420,25 +425,9 @@ func vmLanConf(port, vmPort int, user, password string, vm VM) string {
 		}
 		return int(max(1, (d+time.Second-1)/time.Second))
 	}
-	return fmt.Sprintf(`name "herd-ipmisim"
-set_working_mc 0x20
-  startlan 1
-    addr 127.0.0.1 %d
-    priv_limit admin
-    allowed_auths_callback none md2 md5 straight
-    allowed_auths_user none md2 md5 straight
-    allowed_auths_operator none md2 md5 straight
-    allowed_auths_admin none md2 md5 straight
-    guid a123456789abcdefa123456789abcdef
-  endlan
-  serial 15 127.0.0.1 %d codec VM
-  startcmd "%s"
-  startnow false
-  poweroff_wait %d
-  kill_wait %d
-  user 1 true  ""     "unused" user  10 none md2 md5 straight
-  user 2 true  %q %q admin 10 none md2 md5 straight
-`, port, vmPort, vm.Command, secs(vm.PoweroffWait, 10*time.Second), secs(vm.KillWait, 3*time.Second), user, password)
+	more := fmt.Sprintf("  serial 15 127.0.0.1 %d codec VM\n  startcmd \"%s\"\n  startnow false\n  poweroff_wait %d\n  kill_wait %d\n",
+		vmPort, vm.Command, secs(vm.PoweroffWait, 10*time.Second), secs(vm.KillWait, 3*time.Second))
+	return lanBase(port, more, user, password)
 }
 
 const simEmu = `mc_setbmc 0x20
