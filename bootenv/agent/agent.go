@@ -33,6 +33,9 @@ type Server interface {
 	Plan(ctx context.Context, session string) (model.NodePlan, error)
 	Manifest(ctx context.Context, session string, d manifest.Digest) (*manifest.Manifest, error)
 	OpenBlob(ctx context.Context, session string, d manifest.Digest) (io.ReadCloser, int64, error)
+	// FetchBlobs reads many blobs in one request, calling each with every
+	// one in the order asked.
+	FetchBlobs(ctx context.Context, session string, ds []manifest.Digest, each func(d manifest.Digest, r io.Reader, size int64) error) error
 	AppendConsole(ctx context.Context, session string, seq uint64, p []byte) error
 }
 

@@ -237,6 +237,16 @@ func (f fetcher) Open(ctx context.Context, d manifest.Digest, size uint64) (io.R
 	return rc, nil
 }
 
+// batches reads blobs in batches through the session.
+type batches struct {
+	srv     Server
+	session string
+}
+
+func (b batches) FetchBlobs(ctx context.Context, ds []manifest.Digest, each func(d manifest.Digest, r io.Reader, size int64) error) error {
+	return b.srv.FetchBlobs(ctx, b.session, ds, each)
+}
+
 // image makes the root match the plan's image version.
 func (a *Agent) image(ctx context.Context) (string, map[string]string, error) {
 	d, err := manifest.ParseDigest(a.plan.Version)
@@ -281,7 +291,13 @@ func (a *Agent) image(ctx context.Context) (string, map[string]string, error) {
 		what = strings.TrimSuffix(sp.String(), "\n")
 	}
 	fmt.Fprintf(a.o.Console, "image %s: %s\n", short(a.plan.Version), what)
-	st, err := bsync.Apply(ctx, sp, a.root, fetcher{a.o.Server, a.o.Session}, bsync.ApplyOptions{Workers: a.o.Workers, Log: a.log})
+	// Small blobs come in batches fetched ahead, the rest one by one.
+	pf := bsync.Prefetch(ctx, &sp, batches{a.o.Server, a.o.Session}, fetcher{a.o.Server, a.o.Session}, bsync.PrefetchOptions{})
+	st, err := bsync.Apply(ctx, sp, a.root, pf, bsync.ApplyOptions{Workers: a.o.Workers, Log: a.log})
+	pf.Close()
+	if ps := pf.Stats(); ps.Failed > 0 {
+		a.log.Warn("blobs fetched one by one after a batch failed", "batches", ps.Batches, "from_batches", ps.Served, "one_by_one", ps.Fallbacks)
+	}
 	if err != nil {
 		return "", nil, err
 	}

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -39,6 +40,9 @@ type env struct {
 	obj   *objstore.Store
 	store *store.Store
 	f     *fetcher
+	// prefetch, when set, makes sync feed Apply through Prefetch with
+	// these options, batches read by batches over f's counts.
+	prefetch *PrefetchOptions
 }
 
 func newEnv(t testing.TB) *env {
@@ -84,6 +88,49 @@ func (f *fetcher) Open(ctx context.Context, d manifest.Digest, size uint64) (io.
 	return rc, err
 }
 
+// batches is a BatchSource over the same object store and counts as f;
+// cut, if set, says after how many blobs of batch k (from 1) the stream
+// is cut, or -1 for none.
+type batches struct {
+	f   *fetcher
+	mu  gosync.Mutex
+	k   int
+	cut func(k int) int
+}
+
+func (b *batches) FetchBlobs(ctx context.Context, ds []manifest.Digest, each func(d manifest.Digest, r io.Reader, size int64) error) error {
+	b.mu.Lock()
+	b.k++
+	k, cut := b.k, b.cut
+	b.mu.Unlock()
+	for i, d := range ds {
+		if cut != nil && cut(k) == i {
+			return fmt.Errorf("batch %d cut after %d blobs: %w", k, i, io.ErrUnexpectedEOF)
+		}
+		rc, n, err := b.f.obj.Get(ctx, store.BlobKey(d))
+		if err != nil {
+			return err
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+		if manifest.Sum(data) != d {
+			return fmt.Errorf("blob %s: content has digest %s", d, manifest.Sum(data))
+		}
+		b.f.mu.Lock()
+		b.f.got[d]++
+		b.f.n++
+		b.f.bytes += uint64(n)
+		b.f.mu.Unlock()
+		if err := each(d, bytes.NewReader(data), n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (f *fetcher) reset() (n int, got map[manifest.Digest]int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -92,15 +139,41 @@ func (f *fetcher) reset() (n int, got map[manifest.Digest]int) {
 	return n, got
 }
 
+// bothWays runs test with Apply fetching blob by blob, and again through
+// Prefetch with small batches and budget, so that it waits, drops and
+// falls back; test makes its envs with the newEnv it is given.
+func bothWays(t *testing.T, test func(t *testing.T, newEnv func(testing.TB) *env)) {
+	t.Run("blob by blob", func(t *testing.T) { test(t, newEnv) })
+	t.Run("prefetched", func(t *testing.T) {
+		test(t, func(tb testing.TB) *env {
+			e := newEnv(tb)
+			e.prefetch = &PrefetchOptions{BatchBlobs: 5, BatchBytes: 64 << 10, Budget: 96 << 10}
+			return e
+		})
+	})
+}
+
 // sync plans and applies want into dst and fails the test on any error.
 func (e *env) sync(t testing.TB, want *manifest.Manifest, dst string, pol Policy) (SyncPlan, Stats) {
 	t.Helper()
 	ctx := context.Background()
 	p, err := Plan(ctx, want, dst, pol)
 	must(t, err)
-	st, err := Apply(ctx, p, dst, e.f, ApplyOptions{})
+	var f Fetcher = e.f
+	var pf *Prefetcher
+	if e.prefetch != nil {
+		pf = Prefetch(ctx, &p, &batches{f: e.f}, e.f, *e.prefetch)
+		f = pf
+	}
+	st, err := Apply(ctx, p, dst, f, ApplyOptions{})
 	if err != nil {
 		t.Fatalf("apply: %v\nplan:\n%s", err, p.String())
+	}
+	if pf != nil {
+		must(t, pf.Close())
+		if ps := pf.Stats(); ps.Failed != 0 || ps.Served+ps.Fallbacks != st.FetchedBlobs {
+			t.Fatalf("prefetch %+v for %d blobs fetched", ps, st.FetchedBlobs)
+		}
 	}
 	if !Complete(dst, p.Target) {
 		t.Fatalf("not complete after a successful apply")

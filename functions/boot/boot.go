@@ -71,6 +71,10 @@ type Config struct {
 	// again (30s); WaitRetry the same for a node whose image is not ready
 	// (60s).
 	UnknownRetry, WaitRetry time.Duration
+	// BlobCacheBytes bounds the in-memory cache of small image blobs
+	// (each at most 1 MiB) that nodes fetch (256 MiB); negative turns it
+	// off.
+	BlobCacheBytes int64
 }
 
 func (c Config) withDefaults() Config {
@@ -89,11 +93,15 @@ func (c Config) withDefaults() Config {
 	if c.WaitRetry <= 0 {
 		c.WaitRetry = 60 * time.Second
 	}
+	if c.BlobCacheBytes == 0 {
+		c.BlobCacheBytes = defaultBlobCacheBytes
+	}
 	c.ServerURL = strings.TrimRight(c.ServerURL, "/")
 	return c
 }
 
-// Handler serves /boot/. It holds no state between requests.
+// Handler serves /boot/. It holds no state between requests but a cache
+// of immutable image blobs, which no other replica needs to agree with.
 type Handler struct {
 	store *store.Store
 	auth  *auth.Service
@@ -101,11 +109,13 @@ type Handler struct {
 	cfg   Config
 	log   *slog.Logger
 	mux   *http.ServeMux
+	blobs *blobCache
 }
 
 // New builds the boot function.
 func New(st *store.Store, au *auth.Service, art Artifacts, cfg Config, log *slog.Logger) *Handler {
 	h := &Handler{store: st, auth: au, art: art, cfg: cfg.withDefaults(), log: log, mux: http.NewServeMux()}
+	h.blobs = newBlobCache(h.cfg.BlobCacheBytes)
 	h.mux.HandleFunc("GET /boot/ipxe", h.ipxe)
 	h.mux.HandleFunc("GET /boot/reservations", h.reservations)
 	h.mux.HandleFunc("GET /boot/artifacts/{key...}", h.artifact)
@@ -114,6 +124,7 @@ func New(st *store.Store, au *auth.Service, art Artifacts, cfg Config, log *slog
 	h.mux.HandleFunc("GET /boot/sessions/{id}/plan", h.nodeOnly(h.plan))
 	h.mux.HandleFunc("GET /boot/sessions/{id}/manifests/{digest}", h.nodeOnly(h.nodeManifest))
 	h.mux.HandleFunc("GET /boot/sessions/{id}/blobs/{digest}", h.nodeOnly(h.nodeBlob))
+	h.mux.HandleFunc("POST /boot/sessions/{id}/blobs", h.nodeOnly(h.nodeBlobs))
 	h.mux.HandleFunc("POST /boot/sessions/{id}/console", h.nodeOnly(h.postConsole))
 	h.mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(http.StatusNotFound, "not-found", "No such boot endpoint",
@@ -236,8 +247,12 @@ func reply(w http.ResponseWriter, status int, v any) {
 const maxEventBody = 64 << 10
 
 // decode reads one JSON value strictly.
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxEventBody))
+func decode(r *http.Request, v any) error { return decodeAtMost(r, v, maxEventBody) }
+
+// decodeAtMost reads one JSON value strictly from a body of at most limit
+// bytes.
+func decodeAtMost(r *http.Request, v any, limit int64) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		detail := strings.TrimPrefix(err.Error(), "json: ")

@@ -25,6 +25,8 @@ import (
 //     needed: blobs are content-addressed (a digest is known only to who
 //     has a manifest naming it) and the node may read its whole image
 //     anyway. What a token gives is bounded by its session's life.
+//   - POST /boot/sessions/{id}/blobs: many blobs in one answer, on the
+//     same terms (blobs_batch.go).
 //
 // Both are immutable, so they are answered with long-lived caching headers
 // an edge cache may keep.
@@ -84,27 +86,31 @@ func (h *Handler) nodeManifest(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("session %s's plan names version %s, not %s", id, planned, d)))
 		return
 	}
-	h.stream(w, r, oa.Objects, imgstore.ManifestKey(d), d, manifestType)
+	h.stream(w, r, d, manifestType, func() (blob, error) {
+		return openObject(ctx, oa.Objects, imgstore.ManifestKey(d))
+	})
 }
 
-// nodeBlob streams one blob.
+// nodeBlob streams one blob, from the blob cache when it is there.
 func (h *Handler) nodeBlob(w http.ResponseWriter, r *http.Request) {
 	_, d, oa, ok := h.nodeImageRequest(w, r)
 	if !ok {
 		return
 	}
-	h.stream(w, r, oa.Objects, imgstore.BlobKey(d), d, "application/octet-stream")
+	h.stream(w, r, d, "application/octet-stream", func() (blob, error) {
+		return h.blobs.get(r.Context(), oa.Objects, d)
+	})
 }
 
-// stream copies one content-addressed object to the answer.
-func (h *Handler) stream(w http.ResponseWriter, r *http.Request, obj *objstore.Store, key string, d manifest.Digest, contentType string) {
+// stream answers with one content-addressed object that open reads.
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, d manifest.Digest, contentType string, open func() (blob, error)) {
 	tag := `"` + d.String() + `"`
 	if r.Header.Get("If-None-Match") == tag {
 		w.Header().Set("ETag", tag)
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	rc, n, err := obj.Get(r.Context(), key)
+	b, err := open()
 	if errors.Is(err, objstore.ErrNotFound) {
 		h.fail(w, r, problem.New(http.StatusNotFound, "not-found", "Not found", fmt.Sprintf("%s is not stored", d)))
 		return
@@ -113,16 +119,16 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, obj *objstore.S
 		h.fail(w, r, err)
 		return
 	}
-	defer rc.Close()
+	defer b.close()
 	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	w.Header().Set("Content-Length", strconv.FormatInt(b.size(), 10))
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 	w.Header().Set("ETag", tag)
 	if r.Method == http.MethodHead {
 		return
 	}
-	if _, err := io.Copy(w, rc); err != nil {
+	if _, err := io.Copy(w, b.reader()); err != nil {
 		// The status is out already; the node sees a short body.
-		h.log.Warn("image content cut short", "key", key, "err", err)
+		h.log.Warn("image content cut short", "digest", d.String(), "err", err)
 	}
 }

@@ -1,12 +1,16 @@
 package client
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -165,6 +169,134 @@ func (c *checkedBlob) Read(p []byte) (int, error) {
 }
 
 func (c *checkedBlob) Close() error { return c.rc.Close() }
+
+// BlobsType is the media type of a batch of blobs (functions/boot).
+const BlobsType = "application/vnd.herd.blobs"
+
+// OpenBlobs asks for the blobs ds (1 to 1000) in one request and returns
+// them as a stream, in the order asked; Next reads them one by one. A
+// first blob the server lacks is a 404 error from OpenBlobs itself.
+func (b *Boot) OpenBlobs(ctx context.Context, session string, ds []manifest.Digest) (*BlobStream, error) {
+	body, err := json.Marshal(struct {
+		Digests []manifest.Digest `json:"digests"`
+	}{ds})
+	if err != nil {
+		return nil, err
+	}
+	h := http.Header{"Content-Type": {"application/json"}, "Accept": {BlobsType + ", application/problem+json"}}
+	resp, err := b.bootSend(ctx, http.MethodPost, sessionPath(session, "blobs"), h, body)
+	if err != nil {
+		return nil, err
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != BlobsType {
+		resp.Body.Close()
+		return nil, fmt.Errorf("POST %s: answered %q, not %s", sessionPath(session, "blobs"), ct, BlobsType)
+	}
+	return &BlobStream{body: resp.Body, br: bufio.NewReaderSize(resp.Body, 64<<10), ds: ds}, nil
+}
+
+// FetchBlobs reads the blobs ds through OpenBlobs, calling each with every
+// blob in turn; each must read r to its end, where a blob that does not
+// match its digest fails the read. It returns the first error, which
+// names the blob it concerns.
+func (b *Boot) FetchBlobs(ctx context.Context, session string, ds []manifest.Digest, each func(d manifest.Digest, r io.Reader, size int64) error) error {
+	s, err := b.OpenBlobs(ctx, session, ds)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	for {
+		d, r, n, err := s.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := each(d, r, n); err != nil {
+			return err
+		}
+	}
+}
+
+// BlobStream is a batch of blobs as the boot function answers it.
+type BlobStream struct {
+	body io.ReadCloser
+	br   *bufio.Reader
+	ds   []manifest.Digest
+	next int
+	cur  *checkedBlob
+}
+
+// Next returns the next blob, its digest and its size, or io.EOF after
+// the last. Reading r to its end checks the content against the digest;
+// whatever of the previous blob was left unread is read (and checked)
+// first. A stream that ends early is an error naming the blob it cut.
+func (s *BlobStream) Next() (manifest.Digest, io.Reader, int64, error) {
+	if s.cur != nil {
+		if _, err := io.Copy(io.Discard, s.cur); err != nil {
+			return manifest.Digest{}, nil, 0, err
+		}
+		s.cur = nil
+	}
+	if s.next == len(s.ds) {
+		if n, _ := s.br.Read(make([]byte, 1)); n != 0 {
+			return manifest.Digest{}, nil, 0, fmt.Errorf("batch of %d blobs: more after the last", len(s.ds))
+		}
+		return manifest.Digest{}, nil, 0, io.EOF
+	}
+	d := s.ds[s.next]
+	s.next++
+	var hdr [8]byte
+	if _, err := io.ReadFull(s.br, hdr[:]); err != nil {
+		return d, nil, 0, fmt.Errorf("blob %s (%d of %d in the batch): read its length: %w", d, s.next, len(s.ds), noEOF(err))
+	}
+	n := binary.BigEndian.Uint64(hdr[:])
+	if n > math.MaxInt64 {
+		return d, nil, 0, fmt.Errorf("blob %s: length %d", d, n)
+	}
+	s.cur = &checkedBlob{rc: io.NopCloser(&frame{r: s.br, left: int64(n), d: d}), d: d, h: sha256.New()}
+	return d, s.cur, int64(n), nil
+}
+
+// Close ends the stream; blobs not read are dropped.
+func (s *BlobStream) Close() error { return s.body.Close() }
+
+// frame reads one blob of a batch: EOF at its end, and an error when the
+// stream ends before it.
+type frame struct {
+	r    io.Reader
+	left int64
+	d    manifest.Digest
+}
+
+func (f *frame) Read(p []byte) (int, error) {
+	if f.left == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > f.left {
+		p = p[:f.left]
+	}
+	n, err := f.r.Read(p)
+	f.left -= int64(n)
+	if err == io.EOF && f.left > 0 {
+		err = fmt.Errorf("blob %s: the batch ended %d bytes before its end: %w", f.d, f.left, io.ErrUnexpectedEOF)
+	} else if err == io.EOF {
+		err = nil
+	} else if err != nil {
+		err = fmt.Errorf("blob %s: %w", f.d, err)
+	}
+	return n, err
+}
+
+// noEOF turns the end of a stream where more was due into
+// io.ErrUnexpectedEOF.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
 
 // AppendConsole posts chunk seq (from 1 up) of the node's console output,
 // at most 64 KiB. Posting the same seq again (a retry) appends nothing.
