@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +42,9 @@ type Config struct {
 	// BootURL is how nodes reach herd (the edge) for boot files and the
 	// kernel command line; empty means the host each boot request came to.
 	BootURL string
+	// BlobCacheMB bounds the boot function's cache of image blobs nodes
+	// fetch (boot_blob_cache_mb; 0 is the default, 256; -1 turns it off).
+	BlobCacheMB int
 }
 
 // Defaults are used for keys the file and environment leave out.
@@ -74,7 +78,7 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 		}
 	}
 	for _, k := range []string{"listen", "redis_url", "redis_prefix", "s3_endpoint", "s3_access_key", "s3_secret_key",
-		"s3_secret_key_file", "s3_bucket", "s3_secure", "edge_secret", "edge_secret_file", "session_ttl", "boot_url", "boot_require_node_cert"} {
+		"s3_secret_key_file", "s3_bucket", "s3_secure", "edge_secret", "edge_secret_file", "session_ttl", "boot_url", "boot_require_node_cert", "boot_blob_cache_mb"} {
 		if v := getenv("HERD_FUNCTIONS_" + strings.ToUpper(k)); v != "" {
 			vals[k] = v
 		}
@@ -124,6 +128,12 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 			default:
 				return cfg, bad(k, v, "want yes or no")
 			}
+		case "boot_blob_cache_mb":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < -1 || n > 1<<20 {
+				return cfg, bad(k, v, "want megabytes (256), or -1 for no cache")
+			}
+			cfg.BlobCacheMB = n
 		case "s3_secret_key_file", "edge_secret_file":
 		default:
 			return cfg, fmt.Errorf("config %s: [functions] has unknown key %q", path, k)
@@ -172,7 +182,7 @@ func Open(ctx context.Context, cfg Config, newUI UIFactory, log *slog.Logger) (*
 	images := imgstore.New(obj, rdb, prefix)
 	art := boot.ObjectArtifacts{Objects: obj, Seen: store.BootArtifacts{S: st}, Live: images.Live}
 	f := &Functions{Store: st, Objects: obj, Auth: au, API: api.New(st, au, log),
-		Boot: boot.New(st, au, art, boot.Config{ServerURL: cfg.BootURL, RequireNodeCert: cfg.RequireNodeCert}, log)}
+		Boot: boot.New(st, au, art, boot.Config{ServerURL: cfg.BootURL, RequireNodeCert: cfg.RequireNodeCert, BlobCacheBytes: int64(cfg.BlobCacheMB) << 20}, log)}
 	f.API.Objects = obj
 	f.API.Images = images
 	if newUI != nil {

@@ -128,16 +128,16 @@ func TestLoadConfig(t *testing.T) {
 	os.WriteFile(secret, []byte("s3cret\n"), 0o600)
 	ini := filepath.Join(dir, "herd.ini")
 	os.WriteFile(ini, []byte("[functions]\nlisten = 127.0.0.1:9999\nredis_url = redis://10.0.0.1:6379/2\nedge_secret_file = "+secret+"\nsession_ttl = 2h\n"), 0o600)
-	env := map[string]string{"HERD_FUNCTIONS_REDIS_PREFIX": "site1"}
+	env := map[string]string{"HERD_FUNCTIONS_REDIS_PREFIX": "site1", "HERD_FUNCTIONS_BOOT_BLOB_CACHE_MB": "-1"}
 	cfg, err := server.LoadConfig(ini, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Listen != "127.0.0.1:9999" || cfg.RedisURL != "redis://10.0.0.1:6379/2" || cfg.EdgeSecret != "s3cret" ||
-		cfg.SessionTTL != 2*time.Hour || cfg.RedisPrefix != "site1" || cfg.S3Bucket != "herd" {
+		cfg.SessionTTL != 2*time.Hour || cfg.RedisPrefix != "site1" || cfg.S3Bucket != "herd" || cfg.BlobCacheMB != -1 {
 		t.Errorf("config: %+v", cfg)
 	}
-	for _, bad := range []string{"redis_url = localhost", "session_ttl = soon", "colour = red"} {
+	for _, bad := range []string{"redis_url = localhost", "session_ttl = soon", "colour = red", "boot_blob_cache_mb = lots"} {
 		os.WriteFile(ini, []byte("[functions]\n"+bad+"\n"), 0o600)
 		if _, err := server.LoadConfig(ini, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), ini) {
 			t.Errorf("%q: error %v should name the file", bad, err)
