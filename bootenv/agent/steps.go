@@ -295,7 +295,8 @@ func (a *Agent) image(ctx context.Context) (string, map[string]string, error) {
 	pf := bsync.Prefetch(ctx, &sp, batches{a.o.Server, a.o.Session}, fetcher{a.o.Server, a.o.Session}, bsync.PrefetchOptions{})
 	st, err := bsync.Apply(ctx, sp, a.root, pf, bsync.ApplyOptions{Workers: a.o.Workers, Log: a.log})
 	pf.Close()
-	if ps := pf.Stats(); ps.Failed > 0 {
+	ps := pf.Stats()
+	if ps.Failed > 0 {
 		a.log.Warn("blobs fetched one by one after a batch failed", "batches", ps.Batches, "from_batches", ps.Served, "one_by_one", ps.Fallbacks)
 	}
 	if err != nil {
@@ -306,9 +307,13 @@ func (a *Agent) image(ctx context.Context) (string, map[string]string, error) {
 	}
 	msg := fmt.Sprintf("%s; wrote %d files, removed %d, fetched %d blobs (%s)",
 		sp.Summary(), st.Written, st.Removed, st.FetchedBlobs, model.Bytes(st.FetchedBytes))
+	if ps.Batches > 0 {
+		msg += fmt.Sprintf(", %d of them in %d batches", ps.Served, ps.Batches)
+	}
 	return msg, map[string]string{
 		"written": strconv.Itoa(st.Written), "removed": strconv.Itoa(st.Removed),
 		"fetched_blobs": strconv.Itoa(st.FetchedBlobs), "fetched_bytes": strconv.FormatUint(st.FetchedBytes, 10),
+		"batches": strconv.Itoa(ps.Batches), "from_batches": strconv.Itoa(ps.Served), "failed_batches": strconv.Itoa(ps.Failed),
 	}, nil
 }
 

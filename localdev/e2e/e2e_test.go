@@ -48,6 +48,7 @@ type boot struct {
 	toPivot     time.Duration // power-on to the image's init on the console
 	fetched     uint64        // image bytes fetched
 	blobs       int
+	batched     int // blobs that came in batches (POST …/blobs through the edge)
 	imageMsg    string
 	disksMsg    string
 	sessionTime time.Duration // session start to its done event
@@ -210,6 +211,9 @@ func TestMachineProvisionsItselfThroughHerd(t *testing.T) {
 		t.Errorf("boot 1: the image's init said %q", b1.marker)
 	}
 	checkTimeline(t, b1)
+	if b1.batched == 0 {
+		t.Errorf("boot 1 fetched no blob in a batch: %s", b1.imageMsg)
+	}
 
 	// Boot 2: same disk, nothing changed.
 	m = startVM(t, ctx, ns, disk, vmMAC, rom, filepath.Join(out, "serial-2.log"))
@@ -457,6 +461,10 @@ func awaitBoot(t *testing.T, ctx context.Context, api *client.Client, m *vm, pre
 			b.imageMsg = e.Message
 			b.fetched, _ = strconv.ParseUint(e.Extras["fetched_bytes"], 10, 64)
 			b.blobs, _ = strconv.Atoi(e.Extras["fetched_blobs"])
+			b.batched, _ = strconv.Atoi(e.Extras["from_batches"])
+			if e.Extras["failed_batches"] != "0" && e.Extras["failed_batches"] != "" {
+				t.Errorf("%s batches of blobs failed through the edge: %s", e.Extras["failed_batches"], e.Message)
+			}
 		case "disks":
 			b.work += time.Duration(e.DurationMS) * time.Millisecond
 			b.disksMsg = e.Message
