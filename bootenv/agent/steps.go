@@ -516,7 +516,7 @@ func (a *Agent) bootMount() string {
 	}
 	want := []string{"/boot/efi"}
 	if !a.o.UEFI {
-		want = []string{"/boot/herd", "/boot/efi"}
+		want = []string{model.BIOSBootMount, "/boot/efi"}
 	}
 	fss := a.plan.Layout.Expand().Filesystems
 	for _, m := range want {
