@@ -86,3 +86,37 @@ func TestListAndStat(t *testing.T) {
 		t.Errorf("stat of a missing key: %v", err)
 	}
 }
+
+// TestExpireAfter: herd's expiry rule for a prefix is set, changed and
+// removed on real MinIO, and a rule of the admin's own is kept.
+func TestExpireAfter(t *testing.T) {
+	ctx := context.Background()
+	c := testenv.S3(t)
+	s, err := objstore.Open(ctx, objstore.Config{Endpoint: c.Endpoint, AccessKey: c.AccessKey, SecretKey: c.SecretKey, Bucket: c.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if days, err := s.Expiry(ctx, "consoles/"); err != nil || days != 0 {
+		t.Fatalf("a new bucket's expiry: %d %v", days, err)
+	}
+	if err := s.ExpireAfter(ctx, "tmp/", 1); err != nil { // stands for an admin's rule
+		t.Fatal(err)
+	}
+	for _, days := range []int{7, 7, 30} {
+		if err := s.ExpireAfter(ctx, "consoles/", days); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Expiry(ctx, "consoles/"); err != nil || got != days {
+			t.Fatalf("after ExpireAfter(%d): %d %v", days, got, err)
+		}
+	}
+	if err := s.ExpireAfter(ctx, "consoles/", 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Expiry(ctx, "consoles/"); err != nil || got != 0 {
+		t.Fatalf("after removing the rule: %d %v", got, err)
+	}
+	if got, err := s.Expiry(ctx, "tmp/"); err != nil || got != 1 {
+		t.Fatalf("the other rule: %d %v", got, err)
+	}
+}

@@ -45,13 +45,16 @@ type Config struct {
 	// BlobCacheMB bounds the boot function's cache of image blobs nodes
 	// fetch (boot_blob_cache_mb; 0 is the default, 256; -1 turns it off).
 	BlobCacheMB int
+	// ConsoleDays is how long the object store keeps each boot session's
+	// archived console (console_retention_days; 0 keeps them for ever).
+	ConsoleDays int
 }
 
 // Defaults are used for keys the file and environment leave out.
 func Defaults() Config {
 	return Config{
 		Listen: "127.0.0.1:8081", RedisURL: "redis://127.0.0.1:6379/0", RedisPrefix: "herd",
-		S3Endpoint: "127.0.0.1:9000", S3Bucket: "herd", SessionTTL: 12 * time.Hour,
+		S3Endpoint: "127.0.0.1:9000", S3Bucket: "herd", SessionTTL: 12 * time.Hour, ConsoleDays: 30,
 	}
 }
 
@@ -78,7 +81,7 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 		}
 	}
 	for _, k := range []string{"listen", "redis_url", "redis_prefix", "s3_endpoint", "s3_access_key", "s3_secret_key",
-		"s3_secret_key_file", "s3_bucket", "s3_secure", "edge_secret", "edge_secret_file", "session_ttl", "boot_url", "boot_require_node_cert", "boot_blob_cache_mb"} {
+		"s3_secret_key_file", "s3_bucket", "s3_secure", "edge_secret", "edge_secret_file", "session_ttl", "boot_url", "boot_require_node_cert", "boot_blob_cache_mb", "console_retention_days"} {
 		if v := getenv("HERD_FUNCTIONS_" + strings.ToUpper(k)); v != "" {
 			vals[k] = v
 		}
@@ -134,6 +137,12 @@ func LoadConfig(path string, getenv func(string) string) (Config, error) {
 				return cfg, bad(k, v, "want megabytes (256), or -1 for no cache")
 			}
 			cfg.BlobCacheMB = n
+		case "console_retention_days":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 36500 {
+				return cfg, bad(k, v, "want a number of days (30), or 0 to keep consoles for ever")
+			}
+			cfg.ConsoleDays = n
 		case "s3_secret_key_file", "edge_secret_file":
 		default:
 			return cfg, fmt.Errorf("config %s: [functions] has unknown key %q", path, k)
@@ -176,6 +185,12 @@ func Open(ctx context.Context, cfg Config, newUI UIFactory, log *slog.Logger) (*
 	if err != nil {
 		st.Close()
 		return nil, err
+	}
+	// The object store deletes old consoles itself. Where it cannot (a
+	// store without lifecycle rules, or no right to set them) herd runs
+	// on and says so once.
+	if err := obj.ExpireAfter(ctx, store.ConsoleArchivePrefix, cfg.ConsoleDays); err != nil {
+		log.Warn("archived boot consoles are kept for ever: the object store's lifecycle rule could not be set", "err", err)
 	}
 	au := &auth.Service{Store: st, SessionTTL: cfg.SessionTTL, EdgeSecret: cfg.EdgeSecret, Log: log}
 	rdb, prefix := st.Redis()

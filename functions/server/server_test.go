@@ -128,16 +128,16 @@ func TestLoadConfig(t *testing.T) {
 	os.WriteFile(secret, []byte("s3cret\n"), 0o600)
 	ini := filepath.Join(dir, "herd.ini")
 	os.WriteFile(ini, []byte("[functions]\nlisten = 127.0.0.1:9999\nredis_url = redis://10.0.0.1:6379/2\nedge_secret_file = "+secret+"\nsession_ttl = 2h\n"), 0o600)
-	env := map[string]string{"HERD_FUNCTIONS_REDIS_PREFIX": "site1", "HERD_FUNCTIONS_BOOT_BLOB_CACHE_MB": "-1"}
+	env := map[string]string{"HERD_FUNCTIONS_REDIS_PREFIX": "site1", "HERD_FUNCTIONS_BOOT_BLOB_CACHE_MB": "-1", "HERD_FUNCTIONS_CONSOLE_RETENTION_DAYS": "0"}
 	cfg, err := server.LoadConfig(ini, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Listen != "127.0.0.1:9999" || cfg.RedisURL != "redis://10.0.0.1:6379/2" || cfg.EdgeSecret != "s3cret" ||
-		cfg.SessionTTL != 2*time.Hour || cfg.RedisPrefix != "site1" || cfg.S3Bucket != "herd" || cfg.BlobCacheMB != -1 {
+		cfg.SessionTTL != 2*time.Hour || cfg.RedisPrefix != "site1" || cfg.S3Bucket != "herd" || cfg.BlobCacheMB != -1 || cfg.ConsoleDays != 0 {
 		t.Errorf("config: %+v", cfg)
 	}
-	for _, bad := range []string{"redis_url = localhost", "session_ttl = soon", "colour = red", "boot_blob_cache_mb = lots"} {
+	for _, bad := range []string{"redis_url = localhost", "session_ttl = soon", "colour = red", "boot_blob_cache_mb = lots", "console_retention_days = -3"} {
 		os.WriteFile(ini, []byte("[functions]\n"+bad+"\n"), 0o600)
 		if _, err := server.LoadConfig(ini, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), ini) {
 			t.Errorf("%q: error %v should name the file", bad, err)
@@ -152,3 +152,13 @@ func TestLoadConfig(t *testing.T) {
 }
 
 func storeQuery(ref string) store.AuditQuery { return store.AuditQuery{Ref: ref} }
+
+// TestConsoleRetention: opening the functions sets the object store's
+// rule that deletes archived consoles after console_retention_days.
+func TestConsoleRetention(t *testing.T) {
+	fns, _ := openFunctions(t)
+	days, err := fns.Objects.Expiry(context.Background(), store.ConsoleArchivePrefix)
+	if err != nil || days != server.Defaults().ConsoleDays || days == 0 {
+		t.Fatalf("archived consoles expire after %d days (%v), want the default %d", days, err, server.Defaults().ConsoleDays)
+	}
+}

@@ -45,7 +45,10 @@ func (s *Store) bootPlanKey(id string) string    { return s.key("boot", "plan", 
 
 // ConsoleArchiveKey is the object key a session's console is archived
 // under once the session is done or failed.
-func ConsoleArchiveKey(session string) string { return "consoles/" + session }
+func ConsoleArchiveKey(session string) string { return ConsoleArchivePrefix + session }
+
+// ConsoleArchivePrefix starts every archived console's key.
+const ConsoleArchivePrefix = "consoles/"
 
 // ConsoleCursor is a position in a console: the last chunk read (0 when
 // not known) and the byte offset after it. Its text form is "<seq>.<offset>"; the zero value
