@@ -226,15 +226,7 @@ type fetcher struct {
 }
 
 func (f fetcher) Open(ctx context.Context, d manifest.Digest, size uint64) (io.ReadCloser, error) {
-	rc, n, err := f.srv.OpenBlob(ctx, f.session, d)
-	if err != nil {
-		return nil, err
-	}
-	if n >= 0 && uint64(n) != size {
-		rc.Close()
-		return nil, fmt.Errorf("blob %s: %d bytes, want %d", d, n, size)
-	}
-	return rc, nil
+	return bsync.OpenSized(d, size, func() (io.ReadCloser, int64, error) { return f.srv.OpenBlob(ctx, f.session, d) })
 }
 
 // batches reads blobs in batches through the session.

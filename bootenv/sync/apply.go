@@ -27,6 +27,21 @@ type Fetcher interface {
 	Open(ctx context.Context, d manifest.Digest, size uint64) (io.ReadCloser, error)
 }
 
+// OpenSized is a Fetcher's Open over a call that returns a blob and its
+// length (-1 when unknown): a stated length other than the manifest's
+// size is refused before a byte is read.
+func OpenSized(d manifest.Digest, size uint64, open func() (io.ReadCloser, int64, error)) (io.ReadCloser, error) {
+	rc, n, err := open()
+	if err != nil {
+		return nil, err
+	}
+	if n >= 0 && uint64(n) != size {
+		rc.Close()
+		return nil, fmt.Errorf("blob %s: %d bytes, want %d", d, n, size)
+	}
+	return rc, nil
+}
+
 // ApplyOptions tunes Apply. The zero value is ready to use.
 type ApplyOptions struct {
 	// Workers is how many files are written at once (each fetching its

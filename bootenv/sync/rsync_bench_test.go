@@ -407,13 +407,9 @@ func newBootFetcher(url, session, token string) *bootFetcher {
 }
 
 func (f *bootFetcher) Open(ctx context.Context, d manifest.Digest, size uint64) (io.ReadCloser, error) {
-	rc, n, err := f.bc.OpenBlob(ctx, f.session, d)
+	rc, err := OpenSized(d, size, func() (io.ReadCloser, int64, error) { return f.bc.OpenBlob(ctx, f.session, d) })
 	if err != nil {
 		return nil, err
-	}
-	if n >= 0 && uint64(n) != size {
-		rc.Close()
-		return nil, fmt.Errorf("blob %s: %d bytes, want %d", d, n, size)
 	}
 	return countingReader{rc, &f.n}, nil
 }

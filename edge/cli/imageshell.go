@@ -69,15 +69,7 @@ status.`,
 type blobFetcher struct{ cl *client.Client }
 
 func (f blobFetcher) Open(ctx context.Context, d manifest.Digest, size uint64) (io.ReadCloser, error) {
-	rc, n, err := f.cl.OpenBlob(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	if n >= 0 && uint64(n) != size {
-		rc.Close()
-		return nil, fmt.Errorf("blob %s: %d bytes, want %d", d, n, size)
-	}
-	return rc, nil
+	return sync.OpenSized(d, size, func() (io.ReadCloser, int64, error) { return f.cl.OpenBlob(ctx, d) })
 }
 
 // checkoutDir is where a branch's working tree lives between edits, so the
